@@ -1,0 +1,225 @@
+"""DQN, the agent every variant builds on.
+
+Mnih et al. 2015, "Human-level control through deep reinforcement learning", with Double-DQN
+targets (van Hasselt et al. 2016) as an option. The agent owns the online and target
+networks and the optimizer; the training loop owns collection, replay and schedules.
+
+Hooks a variant overrides instead of copying the update (see docs/plugins.md):
+
+- :meth:`DQNAgent.build_network` -- the online network (the target is a copy);
+- :meth:`DQNAgent.compute_target` -- bootstrapped targets for a batch, without gradients;
+- :meth:`DQNAgent.compute_loss` -- the loss and per-sample TD errors against those targets;
+- :meth:`DQNAgent.update` -- one gradient step (calls the two above);
+- :meth:`DQNAgent.update_target` -- hard copy or Polyak averaging into the target network.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Literal, NamedTuple
+
+import gymnasium as gym
+import torch
+from torch import nn
+
+from qagent.agents.networks import QNetwork, build_torso
+from qagent.agents.policy import QPolicy
+from qagent.agents.replay import Batch
+from qagent.agents.targets import double_next_values, elementwise_td_loss, max_next_values, td_target
+from qagent.config import (
+    AgentConfig,
+    Fraction,
+    NetworkConfig,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+)
+from qagent.errors import ConfigError
+from qagent.plugins.registries import register_agent
+
+
+class DQNConfig(AgentConfig):
+    """Hyperparameters of DQN; defaults follow Stable-Baselines3 where they agree with the paper."""
+
+    name: str = "dqn"
+    gamma: Probability = 0.99
+    """Discount factor."""
+    lr: PositiveFloat = 1e-4
+    """Adam learning rate."""
+    adam_eps: PositiveFloat = 1e-8
+    """Adam epsilon (Rainbow uses 1.5e-4)."""
+    batch_size: PositiveInt = 32
+    """Transitions per gradient step."""
+    double: bool = False
+    """Double-DQN targets: the online network picks the next action, the target network values it."""
+    loss: Literal["huber", "mse"] = "huber"
+    """TD loss: Huber (smooth L1, threshold 1) or mean squared error."""
+    max_grad_norm: PositiveFloat | None = 10.0
+    """Clip the global gradient norm to this value; None disables clipping."""
+    target_update_interval: PositiveInt = 1000
+    """Update the target network every this many env steps (as SB3 and CleanRL count)."""
+    tau: Fraction = 1.0
+    """Target update weight: 1 copies the online network (hard), below 1 is Polyak averaging (soft)."""
+    learning_starts: NonNegativeInt = 1000
+    """Env steps collected before the first gradient step."""
+    train_freq: PositiveInt = 4
+    """Run gradient steps every this many env steps."""
+    gradient_steps: PositiveInt = 1
+    """Gradient steps each time training runs."""
+
+    def check(self, run: Any) -> None:
+        if self.batch_size > run.replay.capacity:
+            raise ConfigError(
+                f"agent.batch_size ({self.batch_size}) is larger than replay.capacity ({run.replay.capacity})",
+                hint=f"use agent.batch_size={run.replay.capacity} or less, or a larger replay.capacity",
+            )
+        if self.learning_starts >= run.train.total_steps:
+            raise ConfigError(
+                f"agent.learning_starts ({self.learning_starts}) is not below train.total_steps "
+                f"({run.train.total_steps}), so the agent would never learn",
+                hint="lower agent.learning_starts or raise train.total_steps",
+            )
+
+
+def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
+    """Scale gradients so their global L2 norm is at most ``max_norm``.
+
+    The same arithmetic as ``torch.nn.utils.clip_grad_norm_`` in three fused calls; the
+    library version's per-call bookkeeping costs as much as the math at MLP sizes.
+    """
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
+
+
+class LossOutput(NamedTuple):
+    """What :meth:`DQNAgent.compute_loss` returns.
+
+    :param loss: scalar to minimise (already weighted by importance weights).
+    :param td_errors: per-sample error magnitudes, for priorities (no gradient).
+    :param q_taken: Q-values of the actions taken, for logging (no gradient).
+    """
+
+    loss: torch.Tensor
+    td_errors: torch.Tensor
+    q_taken: torch.Tensor
+
+
+class UpdateResult(NamedTuple):
+    """Metrics of one gradient step."""
+
+    loss: float
+    q_mean: float
+    td_errors: torch.Tensor
+
+
+@register_agent("dqn")
+class DQNAgent:
+    """Deep Q-Network (Mnih et al. 2015); Double-DQN targets with agent.double=true."""
+
+    Config = DQNConfig
+
+    def __init__(
+        self,
+        config: DQNConfig,
+        observation_space: gym.Space,
+        action_space: gym.Space,
+        network_config: NetworkConfig,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if not isinstance(action_space, gym.spaces.Discrete):
+            raise ConfigError(
+                f"{type(self).__name__} needs a discrete action space, not {action_space}",
+                hint="value-based agents pick one of n actions; discretize the action space with a wrapper",
+            )
+        self.config = config
+        self.observation_space = observation_space
+        self.action_space = action_space
+        self.network_config = network_config
+        self.n_actions = int(action_space.n)
+        self.device = torch.device(device)
+        self.q_net = self.build_network().to(self.device)
+        self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
+        self.optimizer = self.build_optimizer()
+        self._params = [p for p in self.q_net.parameters() if p.requires_grad]
+        self.policy = QPolicy(self.q_net)
+        self.updates = 0
+
+    # ------------------------------------------------------------------ hooks
+
+    def build_network(self) -> nn.Module:
+        """The online Q-network: the registered torso plus a linear head."""
+        return QNetwork(build_torso(self.observation_space, self.network_config), self.n_actions)
+
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        """Adam over the online network's parameters (fused kernels where available)."""
+        return torch.optim.Adam(
+            self.q_net.parameters(), lr=self.config.lr, eps=self.config.adam_eps, fused=self.device.type == "cpu"
+        )
+
+    def compute_target(self, batch: Batch) -> torch.Tensor:
+        """Bootstrapped targets ``r + discount * V(s')``, without gradients."""
+        with torch.no_grad():
+            next_q_target = self.target_net(batch.next_obs)
+            if self.config.double:
+                next_values = double_next_values(self.q_net(batch.next_obs), next_q_target)
+            else:
+                next_values = max_next_values(next_q_target)
+            return td_target(batch.reward, batch.discount, next_values)
+
+    def compute_loss(self, batch: Batch, target: torch.Tensor) -> LossOutput:
+        """Weighted Huber or squared TD loss of the taken actions' Q-values."""
+        q_taken = self.q_net(batch.obs).gather(1, batch.action.unsqueeze(1)).squeeze(1)
+        td_error = target - q_taken
+        per_sample = elementwise_td_loss(td_error, self.config.loss)
+        loss = (per_sample if batch.weights is None else batch.weights * per_sample).mean()
+        return LossOutput(loss, td_error.detach().abs(), q_taken.detach())
+
+    def update(self, batch: Batch) -> UpdateResult:
+        """One gradient step on ``batch``."""
+        target = self.compute_target(batch)
+        loss, td_errors, q_taken = self.compute_loss(batch, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.config.max_grad_norm is not None:
+            clip_grad_norm(self._params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.updates += 1
+        return UpdateResult(loss.item(), q_taken.mean().item(), td_errors)
+
+    def update_target(self, times: int = 1) -> None:
+        """Apply ``times`` target updates: a hard copy (tau = 1) or Polyak averaging.
+
+        Several soft updates in a row with unchanged online weights equal one update with
+        ``tau_eff = 1 - (1 - tau) ** times``.
+        """
+        if times <= 0:
+            return
+        tau = 1.0 - (1.0 - self.config.tau) ** times
+        with torch.no_grad():
+            online = list(self.q_net.parameters()) + list(self.q_net.buffers())
+            target = list(self.target_net.parameters()) + list(self.target_net.buffers())
+            for t, o in zip(target, online, strict=True):
+                if tau >= 1.0 or not t.is_floating_point():
+                    t.copy_(o)
+                else:
+                    t.lerp_(o, tau)
+
+    # ------------------------------------------------------------------ state
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "q_net": self.q_net.state_dict(),
+            "target_net": self.target_net.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.q_net.load_state_dict(state["q_net"])
+        self.target_net.load_state_dict(state["target_net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])

@@ -1,0 +1,309 @@
+"""The ``qagent`` command line: train, eval, plugins, config.
+
+Only click is imported at module level, so ``qagent --help`` stays fast; each command
+imports what it needs. Errors a user can cause (:class:`QAgentError`) print one line with a
+hint and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from qagent import __version__
+
+USER_ERROR = 2
+
+
+def _echo_error(message: str, hint: str | None = None) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+
+
+def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    click.secho(f"warning: {message}", fg="yellow", err=True)
+
+
+def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn user errors into one line and exit status 2; show warnings as one line each."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from qagent.errors import QAgentError
+
+        warnings.showwarning = _show_warning
+        try:
+            return command(*args, **kwargs)
+        except QAgentError as exc:
+            _echo_error(exc.message, exc.hint)
+            sys.exit(USER_ERROR)
+        except KeyboardInterrupt:
+            click.secho("aborted", fg="yellow", err=True)
+            sys.exit(130)
+
+    return wrapper
+
+
+plugin_option = click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="FILE_OR_MODULE",
+    help="Load a plugin: a .py file or an importable module (repeatable).",
+)
+
+
+def load_plugins(explicit: tuple[str, ...] | list[str], recorded: list[str] | None = None) -> list[str]:
+    """Load built-ins, ambient plugins, ``--plugin``s and the plugins a run recorded.
+
+    :returns: the plugin specs in use (explicit, then recorded ones that loaded), for checkpoints.
+    """
+    from qagent.plugins.discovery import RECORDED
+    from qagent.plugins.discovery import load_plugins as discover
+
+    results = discover(list(explicit), recorded=recorded or [])
+    for result in results:
+        if not result.ok:
+            warnings.warn(result.error or "", stacklevel=2)
+    in_use = list(explicit)
+    in_use += [r.spec for r in results if r.origin == RECORDED and r.ok and r.spec not in in_use]
+    return in_use
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="qagent")
+def main() -> None:
+    """qagent: train, evaluate, export and serve value-based game agents.
+
+    \b
+    qagent train --config cartpole-dqn --seed 1
+    qagent eval  runs/<run-name> --episodes 100
+    qagent plugins list
+    """
+
+
+# --------------------------------------------------------------------------- train
+
+
+def _config_overrides(
+    overrides: tuple[str, ...], env: str | None, agent: str | None, seed: int | None, total_steps: int | None
+) -> list[str]:
+    shortcuts = [
+        ("env.id", env),
+        ("agent.name", agent),
+        ("seed", seed),
+        ("train.total_steps", total_steps),
+    ]
+    return [f"{key}={value}" for key, value in shortcuts if value is not None] + list(overrides)
+
+
+def _tracking_overrides(tracking_uri: str | None, experiment: str | None, no_track: bool) -> list[str]:
+    out = []
+    if tracking_uri:
+        out.append(f"tracking.uri={json.dumps(tracking_uri)}")
+    if experiment:
+        out.append(f"tracking.experiment={json.dumps(experiment)}")
+    if no_track:
+        out.append("tracking.enabled=false")
+    return out
+
+
+@main.command()
+@click.option("--config", "-c", "config_file", metavar="FILE|PRESET", help="YAML config file or preset name.")
+@click.option("--set", "-s", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+@click.option("--env", metavar="ID", help="Shortcut for --set env.id=ID.")
+@click.option("--agent", metavar="NAME", help="Shortcut for --set agent.name=NAME.")
+@click.option("--seed", type=int, help="Shortcut for --set seed=S.")
+@click.option("--total-steps", type=int, help="Shortcut for --set train.total_steps=N.")
+@click.option("--resume", metavar="RUN_DIR", help="Continue this run from its newest checkpoint.")
+@click.option("--save-buffer", is_flag=True, help="Save the replay buffer with checkpoints (exact resume).")
+@click.option("--runs-dir", default="runs", show_default=True, help="Folder that holds run directories.")
+@click.option("--run-name", help="Name of the run directory (default: env-agent-seed-time).")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db).")
+@click.option("--experiment", help="MLflow experiment name.")
+@click.option("--no-track", is_flag=True, help="Do not log to MLflow.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on in a terminal).")
+@plugin_option
+@handle_errors
+def train(
+    config_file: str | None,
+    overrides: tuple[str, ...],
+    env: str | None,
+    agent: str | None,
+    seed: int | None,
+    total_steps: int | None,
+    resume: str | None,
+    save_buffer: bool,
+    runs_dir: str,
+    run_name: str | None,
+    tracking_uri: str | None,
+    experiment: str | None,
+    no_track: bool,
+    progress: bool | None,
+    plugins: tuple[str, ...],
+) -> None:
+    """Train an agent; prints where the run, its checkpoints and its MLflow run are."""
+    from qagent.config import load_config
+    from qagent.training import resume_training, start_training
+
+    show = sys.stderr.isatty() if progress is None else progress
+    sets = _config_overrides(overrides, env, agent, seed, total_steps)
+    sets += _tracking_overrides(tracking_uri, experiment, no_track)
+    if save_buffer:
+        sets.append("train.save_buffer=true")
+    if resume:
+        if config_file:
+            raise click.UsageError("--resume continues a run with its saved config; use --set to change keys")
+        from qagent.checkpoint import load_run_checkpoint
+
+        _, _, checkpoint = load_run_checkpoint(resume)
+        specs = load_plugins(plugins, checkpoint.get("plugins", []))
+        result = resume_training(resume, sets, tracking_uri=tracking_uri, plugins=specs, progress=show)
+    else:
+        specs = load_plugins(plugins)
+        config = load_config(config_file, sets)
+        result = start_training(config, runs_dir=runs_dir, run_name=run_name, plugins=specs, progress=show)
+    _print_train_result(result)
+
+
+def _print_train_result(result: Any) -> None:
+    status = "interrupted" if result.interrupted else "finished"
+    click.echo(f"run {status} at step {result.step:,} ({result.episodes:,} episodes, {result.steps_per_second:,.0f} steps/s)")
+    if result.last_eval:
+        e = result.last_eval
+        click.echo(f"last evaluation (step {e['step']:,}): return {e['mean']:.2f} ± {e['std']:.2f} over {e['episodes']} episodes")
+    click.echo(f"run directory: {result.run_dir}")
+    click.echo(f"checkpoint:    {result.checkpoint}")
+    click.echo(f"tracking:      {result.tracking}")
+    if "MLflow" in result.tracking:
+        uri = result.tracking.rsplit(" in ", 1)[-1]
+        click.echo(f"view it with:  mlflow ui --backend-store-uri {uri}")
+    if result.interrupted:
+        click.echo(f"resume with:   qagent train --resume {result.run_dir}")
+    else:
+        click.echo(f"evaluate with: qagent eval {result.run_dir} --episodes 100")
+
+
+# --------------------------------------------------------------------------- eval
+
+
+@main.command("eval")
+@click.argument("target", metavar="RUN_DIR|CHECKPOINT")
+@click.option("--episodes", "-n", default=10, show_default=True, type=click.IntRange(min=1), help="Episodes to play.")
+@click.option("--epsilon", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Random-action probability.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Episode j starts from seed+j.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="JSON file for the results (default: RUN_DIR/eval.json).")
+@plugin_option
+@handle_errors
+def evaluate(target: str, episodes: int, epsilon: float, seed: int, output: str | None, plugins: tuple[str, ...]) -> None:
+    """Evaluate a trained agent; prints a table and writes JSON (mean, std, min, max, median, episodes)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from qagent.checkpoint import load_run_checkpoint
+    from qagent.evaluation import evaluate_checkpoint
+    from qagent.runs import RunDir
+
+    run, _, checkpoint = load_run_checkpoint(target)
+    load_plugins(plugins, checkpoint.get("plugins", []))
+    result = evaluate_checkpoint(target, episodes, seed, epsilon)
+    summary = result.summary()
+    table = Table(title=f"{result.extra['env']} · {result.extra['agent']} · step {result.extra['step']:,}")
+    for column in ("episodes", "mean", "std", "min", "max", "median", "mean length"):
+        table.add_column(column, justify="right")
+    table.add_row(
+        str(summary["episodes"]),
+        *(f"{summary[k]:.2f}" for k in ("mean", "std", "min", "max", "median", "mean_length")),
+    )
+    Console().print(table)
+    if output is None:
+        output_path = (run.root if isinstance(run, RunDir) else Path(target).parent) / "eval.json"
+    else:
+        output_path = Path(output)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    output_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    click.echo(f"results written to {output_path}")
+
+
+# --------------------------------------------------------------------------- plugins
+
+
+@main.group()
+def plugins() -> None:
+    """Inspect registered plugins."""
+
+
+@plugins.command("list")
+@click.option("--kind", type=click.Choice(["env", "agent", "exploration", "network"]), help="Only this registry.")
+@plugin_option
+@handle_errors
+def plugins_list(kind: str | None, plugins: tuple[str, ...]) -> None:
+    """List every registered env, agent, exploration strategy and network with its source."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from qagent.plugins.discovery import loaded_plugins
+    from qagent.plugins.registries import REGISTRIES
+
+    load_plugins(plugins)
+    console = Console()
+    for name, registry in REGISTRIES.items():
+        if kind and name != kind:
+            continue
+        table = Table(title=f"{name}s", title_justify="left", show_lines=False)
+        table.add_column("name", style="bold")
+        table.add_column("description")
+        table.add_column("source")
+        for entry in registry:
+            table.add_row(entry.name, entry.description, str(entry.source))
+        if name == "env":
+            table.add_row("<any gymnasium id>", "e.g. CartPole-v1, ALE/Pong-v5, MiniGrid-DoorKey-6x6-v0", "gymnasium")
+        console.print(table)
+    failed = [p for p in loaded_plugins() if not p.ok]
+    for p in failed:
+        console.print(f"[red]failed[/]: {p.error}", highlight=False)
+
+
+# --------------------------------------------------------------------------- config
+
+
+@main.group()
+def config() -> None:
+    """Inspect configs and presets."""
+
+
+@config.command("show")
+@click.option("--config", "-c", "config_file", metavar="FILE|PRESET", help="YAML config file or preset name.")
+@click.option("--set", "-s", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+@click.option("--env", metavar="ID", help="Shortcut for --set env.id=ID.")
+@click.option("--agent", metavar="NAME", help="Shortcut for --set agent.name=NAME.")
+@plugin_option
+@handle_errors
+def config_show(config_file: str | None, overrides: tuple[str, ...], env: str | None, agent: str | None, plugins: tuple[str, ...]) -> None:
+    """Print the resolved config as YAML, each key with its documentation."""
+    from qagent.config import documented_yaml, load_config
+
+    load_plugins(plugins)
+    resolved = load_config(config_file, _config_overrides(overrides, env, agent, None, None))
+    click.echo(documented_yaml(resolved), nl=False)
+
+
+@config.command("presets")
+def config_presets() -> None:
+    """List the bundled presets (use them with --config NAME)."""
+    from qagent.config import find_preset, list_presets
+
+    for name in list_presets():
+        click.echo(f"{name:24s} {find_preset(name)}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

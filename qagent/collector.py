@@ -1,0 +1,133 @@
+"""The collector: acts in vectorized envs and writes transitions to replay.
+
+It is one half of the collector/learner split: it reads the policy (Q-values) and the
+exploration strategy, and writes to the replay buffer; it never touches the optimizer.
+
+Every episode starts from a seed drawn from the collector's own generator, and the actions
+taken since that reset are kept. A checkpoint stores both, so a resumed run rebuilds each
+env's state by replaying its current episode: exact for any env that is deterministic
+given its seed (all gymnasium classic-control and ALE envs are).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from qagent.agents.exploration import ActionValues, ExplorationStrategy
+from qagent.agents.replay import ReplayBuffer
+
+
+@dataclass(frozen=True)
+class Episode:
+    """A finished training episode, as recorded by ``RecordEpisodeStatistics``."""
+
+    step: int
+    """Env step (over all envs) at which it ended."""
+    ret: float
+    length: int
+
+
+class Collector:
+    """Steps ``envs`` (autoreset disabled) with the policy plus exploration.
+
+    :param envs: vector env whose sub-envs report ``info["episode"]`` at episode ends.
+    :param q_values: ``obs_batch -> q_BA``, the policy's Q-values.
+    :param exploration: turns Q-values into actions.
+    :param buffer: receives one transition per env per step.
+    :param seed: seeds the generator that draws each episode's reset seed.
+    """
+
+    def __init__(
+        self,
+        envs: gym.vector.VectorEnv,
+        q_values: Callable[[np.ndarray], np.ndarray],
+        exploration: ExplorationStrategy,
+        buffer: ReplayBuffer,
+        seed: int,
+    ) -> None:
+        self.envs = envs
+        self.num_envs = envs.num_envs
+        self.q_values = q_values
+        self.exploration = exploration
+        self.buffer = buffer
+        self.n_actions = int(envs.single_action_space.n)
+        self.seed_rng = np.random.default_rng(seed)
+        self.episode_seeds = np.zeros(self.num_envs, dtype=np.int64)
+        self.actions: list[list[int]] = [[] for _ in range(self.num_envs)]
+        self.obs = self._reset(np.ones(self.num_envs, dtype=bool))
+
+    def _reset(self, mask: np.ndarray, obs: np.ndarray | None = None) -> np.ndarray:
+        seeds = self.seed_rng.integers(0, 2**31 - 1, size=self.num_envs)
+        self.episode_seeds[mask] = seeds[mask]
+        for i in np.flatnonzero(mask):
+            self.actions[i] = []
+        reset_obs, _ = self.envs.reset(seed=[int(s) for s in seeds], options={"reset_mask": mask})
+        if obs is None:
+            return reset_obs
+        obs[mask] = reset_obs[mask]
+        return obs
+
+    def collect(self, vector_steps: int, step: int) -> list[Episode]:
+        """Take ``vector_steps`` steps in every env, starting at global env step ``step``.
+
+        :returns: the episodes that ended, in order.
+        """
+        episodes: list[Episode] = []
+        n = self.num_envs
+        for k in range(vector_steps):
+            now = step + k * n
+            actions = self.exploration.select(ActionValues(self.obs, self.q_values, self.n_actions), now)
+            next_obs, reward, terminated, truncated, info = self.envs.step(actions)
+            self.buffer.add(self.obs, actions, reward, next_obs, terminated)
+            for i in range(n):
+                self.actions[i].append(int(actions[i]))
+            done = terminated | truncated
+            if done.any():
+                stats = info["episode"]
+                for i in np.flatnonzero(done):
+                    episodes.append(Episode(now + n, float(stats["r"][i]), int(stats["l"][i])))
+                next_obs = self._reset(done, next_obs)
+            self.obs = next_obs
+        return episodes
+
+    # ------------------------------------------------------------------ persistence
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "seed_rng": self.seed_rng.bit_generator.state,
+            "episode_seeds": [int(s) for s in self.episode_seeds],
+            "actions": [list(a) for a in self.actions],
+            "obs": np.array(self.obs),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Rebuild every env's current episode by replaying its actions from its seed."""
+        self.seed_rng.bit_generator.state = state["seed_rng"]
+        self.episode_seeds[:] = state["episode_seeds"]
+        self.actions = [list(a) for a in state["actions"]]
+        saved_obs = np.asarray(state["obs"], dtype=self.obs.dtype)
+        sub_envs = getattr(self.envs, "envs", None)
+        if sub_envs is None:
+            raise TypeError("resuming needs a SyncVectorEnv (its sub-envs are replayed one by one)")
+        obs = np.array(self.obs)
+        diverged = np.zeros(self.num_envs, dtype=bool)
+        for i, env in enumerate(sub_envs):
+            obs_i, _ = env.reset(seed=int(self.episode_seeds[i]))
+            for action in self.actions[i]:
+                obs_i, *_ = env.step(action)
+            obs[i] = obs_i
+            diverged[i] = not np.array_equal(obs[i], saved_obs[i])
+        self.obs = obs
+        if diverged.any():
+            warnings.warn(
+                f"env {self.envs.spec.id if self.envs.spec else ''} did not replay to its saved state "
+                "(it is not deterministic under seeding); those episodes restart",
+                stacklevel=2,
+            )
+            self.obs = self._reset(diverged, self.obs)

@@ -1,0 +1,418 @@
+"""Typed run configuration: YAML presets, ``--set`` overrides, validation.
+
+A run's config has fixed sections (``env``, ``replay``, ``train``, ``eval``, ``tracking``)
+and three sections whose schema depends on a registered name: ``agent``, ``network`` and
+``exploration``. Each registered class carries its own pydantic ``Config``, so a plugin's
+options are validated, documented and logged like the built-in ones.
+
+Layers, lowest first: the schema defaults, a preset YAML file, ``--set key.sub=value``.
+Every field has a docstring; ``qagent config show`` prints the resolved values.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, ClassVar
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from qagent.errors import ConfigError
+
+
+def _as_int(value: Any) -> Any:
+    """Accept ``1e5``, ``"1e5"`` and ``"50_000"`` for integer fields when they are whole numbers."""
+    if isinstance(value, str):
+        text = value.strip().replace("_", "")
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                value = float(text)
+            except ValueError:
+                return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_as_int)]
+PositiveInt = Annotated[int, BeforeValidator(_as_int), Field(gt=0)]
+NonNegativeInt = Annotated[int, BeforeValidator(_as_int), Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+Probability = Annotated[float, Field(ge=0.0, le=1.0)]
+Fraction = Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class Section(BaseModel):
+    """A config section: unknown keys are errors, every field documents itself."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, validate_assignment=True)
+
+    def check(self, run: RunConfig) -> None:
+        """Cross-section checks; raise :class:`ConfigError` naming the offending key."""
+
+
+class NamedSection(Section):
+    """A section whose schema is chosen by the registered ``name``."""
+
+    name: str
+
+
+class AgentConfig(NamedSection):
+    """Base of every agent's config."""
+
+    name: str = "dqn"
+    """Registered agent (DQN variant); see ``qagent plugins list``."""
+
+
+class NetworkConfig(NamedSection):
+    """Base of every network torso's config."""
+
+    name: str = "mlp"
+    """Registered network torso; see ``qagent plugins list``."""
+
+
+class ExplorationConfig(NamedSection):
+    """Base of every exploration strategy's config."""
+
+    name: str = "epsilon-greedy"
+    """Registered exploration strategy; see ``qagent plugins list``."""
+
+
+class EnvConfig(Section):
+    id: str = "CartPole-v1"
+    """A gymnasium id (``CartPole-v1``, ``ALE/Pong-v5``) or the name of a registered env plugin."""
+    num_envs: PositiveInt = 1
+    """Environments stepped together by the collector (one vector env)."""
+    kwargs: dict[str, Any] = {}
+    """Keyword arguments for ``gymnasium.make`` or the env plugin's factory."""
+    max_episode_steps: PositiveInt | None = None
+    """Cap on episode length (a time limit: truncation, so targets still bootstrap)."""
+
+
+class ReplayConfig(Section):
+    capacity: PositiveInt = 100_000
+    """Transitions kept; the oldest are overwritten first."""
+
+
+class TrainConfig(Section):
+    total_steps: PositiveInt = 50_000
+    """Environment steps to train for, summed over all envs."""
+    checkpoint_every: PositiveInt | None = None
+    """Write a checkpoint every this many env steps (always at the end and on Ctrl-C)."""
+    keep_checkpoints: PositiveInt = 3
+    """Periodic checkpoints to keep (the newest ones); the final one is always kept."""
+    save_buffer: bool = False
+    """Save the replay buffer with each checkpoint, so a resumed run continues exactly."""
+    torch_threads: PositiveInt | None = None
+    """Threads for PyTorch's intra-op pool; None keeps PyTorch's default (one per core)."""
+    log_every: PositiveInt = 1_000
+    """Average training metrics (loss, mean Q) over windows of this many env steps."""
+
+
+class EvalConfig(Section):
+    every: PositiveInt | None = 10_000
+    """Greedy evaluation every this many env steps; None evaluates only at the end."""
+    episodes: PositiveInt = 10
+    """Episodes per periodic evaluation."""
+    final_episodes: PositiveInt = 100
+    """Episodes of the evaluation at the end of training."""
+    epsilon: Probability = 0.0
+    """Probability of a random action during evaluation (0 is greedy)."""
+    num_envs: PositiveInt = 10
+    """Evaluation episodes run side by side (results do not depend on it)."""
+
+
+class TrackingConfig(Section):
+    enabled: bool = True
+    """Log the run to MLflow."""
+    uri: str | None = None
+    """MLflow tracking URI; None uses MLFLOW_TRACKING_URI or MLflow's default (./mlflow.db)."""
+    experiment: str = "qagent"
+    """MLflow experiment name."""
+
+
+FIXED_SECTIONS: dict[str, type[Section]] = {
+    "env": EnvConfig,
+    "replay": ReplayConfig,
+    "train": TrainConfig,
+    "eval": EvalConfig,
+    "tracking": TrackingConfig,
+}
+NAMED_SECTIONS: dict[str, type[NamedSection]] = {
+    "agent": AgentConfig,
+    "network": NetworkConfig,
+    "exploration": ExplorationConfig,
+}
+SECTION_ORDER = ("env", "agent", "network", "exploration", "replay", "train", "eval", "tracking")
+TOP_LEVEL_KEYS = ("seed", *SECTION_ORDER)
+
+
+@dataclass
+class RunConfig:
+    """The resolved configuration of one training run."""
+
+    seed: int
+    env: EnvConfig
+    agent: AgentConfig
+    network: NetworkConfig
+    exploration: ExplorationConfig
+    replay: ReplayConfig
+    train: TrainConfig
+    eval: EvalConfig
+    tracking: TrackingConfig
+
+    SECTIONS: ClassVar[tuple[str, ...]] = SECTION_ORDER
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict, safe for YAML, JSON and checkpoints."""
+        out: dict[str, Any] = {"seed": self.seed}
+        for name in SECTION_ORDER:
+            out[name] = getattr(self, name).model_dump(mode="json")
+        return out
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def flat(self) -> dict[str, Any]:
+        """``{"agent.lr": 0.001, ...}``: one entry per leaf, for MLflow params."""
+        return flatten(self.to_dict())
+
+    def hash(self) -> str:
+        """A short, stable digest of everything that defines the run."""
+        text = json.dumps(self.to_dict(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested dict -> ``{"a.b": leaf}``; empty dicts are leaves."""
+    items: dict[str, Any] = {}
+    for key, value in tree.items():
+        path = f"{prefix}{key}"
+        if isinstance(value, dict) and value:
+            items.update(flatten(value, path + "."))
+        else:
+            items[path] = value
+    return items
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def preset_dirs() -> list[Path]:
+    """Where named presets live: inside the installed package, or the source checkout."""
+    here = Path(__file__).resolve().parent
+    return [here / "configs", here.parent / "configs"]
+
+
+def find_preset(name_or_path: str) -> Path:
+    """A config file path, or a preset name such as ``cartpole-dqn``."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    stem = path.name.removesuffix(".yaml").removesuffix(".yml")
+    for folder in preset_dirs():
+        candidate = folder / f"{stem}.yaml"
+        if candidate.is_file():
+            return candidate
+    known = list_presets()
+    close = difflib.get_close_matches(stem, known, n=2)
+    message = f"config file {name_or_path!r} not found"
+    if close:
+        message += "; did you mean preset " + " or ".join(repr(c) for c in close) + "?"
+    raise ConfigError(message, hint="presets: " + (", ".join(known) or "none"))
+
+
+def list_presets() -> list[str]:
+    names = {p.stem for folder in preset_dirs() if folder.is_dir() for p in folder.glob("*.yaml")}
+    return sorted(names)
+
+
+def load_yaml(path: Path) -> dict[str, Any]:
+    """Read a YAML mapping, turning syntax errors into one-line config errors."""
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not a {type(data).__name__}")
+    return data
+
+
+# --------------------------------------------------------------------------- overrides
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"agent.lr=5e-4"`` -> ``(["agent", "lr"], 0.0005)``; values are parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"bad override {text!r}: expected KEY=VALUE such as agent.lr=5e-4")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[path[-1]] = value
+
+
+def _unknown_key(key: str, known: list[str], prefix: str = "") -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
+    message = f"unknown config key {prefix + key!r}"
+    if close:
+        message += f"; did you mean {prefix + close[0]!r}?"
+    return ConfigError(message, hint="'qagent config show' lists every key with its value")
+
+
+# --------------------------------------------------------------------------- resolution
+
+
+def schema_for(section: str, name: str) -> type[Section]:
+    """The pydantic class that validates ``section`` when its registered name is ``name``."""
+    from qagent.plugins.registries import REGISTRIES
+
+    return REGISTRIES[section].get(name).Config
+
+
+def resolve_config(preset: dict[str, Any] | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Merge ``preset`` and ``overrides`` over the defaults and validate the result.
+
+    Registries must already hold the names used (call ``load_plugins`` first). When an
+    override switches a named section to another entry (``--set exploration.name=greedy``),
+    preset keys the new schema lacks are dropped with a warning rather than rejected.
+    """
+    preset = dict(preset or {})
+    for key in preset:
+        if key not in TOP_LEVEL_KEYS:
+            raise _unknown_key(str(key), list(TOP_LEVEL_KEYS))
+    for key in SECTION_ORDER:
+        if preset.get(key) is None:
+            preset[key] = {}
+        elif not isinstance(preset[key], dict):
+            raise ConfigError(f"config section {key!r} must be a mapping, not {preset[key]!r}")
+
+    merged = json.loads(json.dumps(preset, default=str))  # a deep copy made of plain types
+    explicit: set[tuple[str, ...]] = set()
+    for text in overrides:
+        path, value = parse_override(text)
+        if path[0] not in TOP_LEVEL_KEYS:
+            raise _unknown_key(path[0], list(TOP_LEVEL_KEYS))
+        if path[0] == "seed" and len(path) > 1 or path[0] != "seed" and len(path) < 2:
+            raise ConfigError(f"bad override {text!r}: 'seed' takes a value, sections take section.key=VALUE")
+        _set_path(merged, path, value)
+        explicit.add(tuple(path[:2]))
+
+    sections: dict[str, Section] = {}
+    for name in SECTION_ORDER:
+        raw = merged.get(name) or {}
+        if name in NAMED_SECTIONS:
+            entry_name = raw.get("name", NAMED_SECTIONS[name].model_fields["name"].default)
+            if not isinstance(entry_name, str):
+                raise ConfigError(f"config key '{name}.name' must be a name, not {entry_name!r}")
+            schema = schema_for(name, entry_name)
+            preset_name = preset[name].get("name", entry_name)
+            if preset_name != entry_name:
+                raw = _drop_stale_keys(name, raw, schema, explicit, entry_name)
+        else:
+            schema = FIXED_SECTIONS[name]
+        sections[name] = _validate(name, schema, raw)
+
+    seed = merged.get("seed", 0)
+    seed = _as_int(seed)
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise ConfigError(f"invalid value for 'seed': expected a non-negative integer (got {merged.get('seed')!r})")
+    config = RunConfig(seed=seed, **sections)  # type: ignore[arg-type]
+    for name in SECTION_ORDER:
+        getattr(config, name).check(config)
+    return config
+
+
+def _drop_stale_keys(
+    section: str, raw: dict[str, Any], schema: type[Section], explicit: set[tuple[str, ...]], entry_name: str
+) -> dict[str, Any]:
+    kept = {}
+    for key, value in raw.items():
+        if key in schema.model_fields or (section, key) in explicit:
+            kept[key] = value
+        else:
+            warnings.warn(
+                f"config key '{section}.{key}' does not apply to {section} {entry_name!r} and was dropped",
+                stacklevel=3,
+            )
+    return kept
+
+
+def _validate(section: str, schema: type[Section], raw: dict[str, Any]) -> Section:
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe_validation(section, schema, exc)) from None
+
+
+def _describe_validation(section: str, schema: type[Section], exc: ValidationError) -> str:
+    messages = []
+    for error in exc.errors():
+        loc = [str(p) for p in error["loc"]]
+        key = ".".join([section, *loc])
+        if error["type"] == "extra_forbidden":
+            known = list(schema.model_fields) if len(loc) == 1 else []
+            messages.append(_unknown_key(loc[-1], known, prefix=f"{section}." if len(loc) == 1 else "").message)
+        elif error["type"] == "missing":
+            messages.append(f"missing config key {key!r}")
+        else:
+            got = error.get("input")
+            messages.append(f"invalid value for {key!r}: {error['msg'][0].lower() + error['msg'][1:]} (got {got!r})")
+    return "; ".join(messages)
+
+
+def load_config(config_file: str | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Resolve a run config from an optional preset file or name plus overrides."""
+    preset = load_yaml(find_preset(config_file)) if config_file else {}
+    return resolve_config(preset, overrides)
+
+
+
+def documented_yaml(config: RunConfig) -> str:
+    """The config as YAML with each field's docstring as a trailing comment."""
+    lines = [f"seed: {config.seed}  # seeds every random stream of the run"]
+    for name in SECTION_ORDER:
+        section = getattr(config, name)
+        values = section.model_dump(mode="json")
+        lines.append(f"{name}:")
+        for key, field in type(section).model_fields.items():
+            doc = " ".join((field.description or _inherited_description(type(section), key)).split())
+            comment = f"  # {doc}" if doc else ""
+            lines.append(f"  {key}: {json.dumps(values[key])}{comment}")
+    return "\n".join(lines) + "\n"
+
+
+def _inherited_description(schema: type[BaseModel], key: str) -> str:
+    """A field's docstring from the nearest base class that documents it."""
+    for base in schema.__mro__[1:]:
+        fields = getattr(base, "model_fields", {})
+        if key in fields and fields[key].description:
+            return fields[key].description
+    return ""

@@ -1,0 +1,90 @@
+"""Environment construction: registered env plugins or any gymnasium id, single or vectorized.
+
+Vector envs run with gymnasium's autoreset disabled: the collector resets finished envs
+itself, so the true final observation of every episode reaches the replay buffer and every
+episode starts from a seed the run controls (which makes runs reproducible and resumable).
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
+
+from qagent.config import EnvConfig
+from qagent.errors import ConfigError, UnknownNameError
+from qagent.plugins.registries import ENVS
+
+# gymnasium ids whose registration lives in an optional package: prefix -> (module, extra)
+OPTIONAL_ID_PACKAGES: dict[str, tuple[str, str]] = {
+    "ALE/": ("ale_py", "atari"),
+    "MiniGrid-": ("minigrid", "minigrid"),
+    "BabyAI-": ("minigrid", "minigrid"),
+}
+
+
+def _register_optional_ids(env_id: str) -> None:
+    for prefix, (module_name, extra) in OPTIONAL_ID_PACKAGES.items():
+        if not env_id.startswith(prefix) and not (module_name == "ale_py" and "NoFrameskip" in env_id):
+            continue
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            raise ConfigError(
+                f"env {env_id!r} needs the {module_name!r} package",
+                hint=f"pip install 'qagent[{extra}]'",
+            ) from None
+        if module_name == "ale_py":
+            gym.register_envs(module)
+
+
+def gymnasium_spec(env_id: str) -> gym.envs.registration.EnvSpec | None:
+    """The gymnasium spec for ``env_id``, registering optional id families first; None if unknown."""
+    _register_optional_ids(env_id)
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error:
+        return None
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise :class:`UnknownNameError` with close matches if ``env_id`` names nothing."""
+    if env_id in ENVS or gymnasium_spec(env_id) is not None:
+        return
+    gym_ids = list(gym.registry.keys())
+    close = difflib.get_close_matches(env_id, sorted(ENVS.names()) + gym_ids, n=3, cutoff=0.6)
+    message = f"unknown env {env_id!r}"
+    if close:
+        message += "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+    raise UnknownNameError(message, hint="use a gymnasium id such as CartPole-v1 or a name from 'qagent plugins list'")
+
+
+def make_env(config: EnvConfig, *, training: bool = True, render_mode: str | None = None) -> gym.Env:
+    """One environment with episode statistics (``info["episode"]`` at the end of each episode).
+
+    :param training: False for evaluation copies (plugins and Atari preprocessing may differ).
+    :param render_mode: passed to the env, e.g. ``"rgb_array"`` for videos.
+    """
+    check_env_id(config.id)
+    kwargs: dict[str, Any] = dict(config.kwargs)
+    if render_mode is not None:
+        kwargs["render_mode"] = render_mode
+    try:
+        env = ENVS.get(config.id)(**kwargs) if config.id in ENVS else gym.make(config.id, **kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"env {config.id!r} rejected env.kwargs {config.kwargs}: {exc}") from None
+    if config.max_episode_steps is not None:
+        env = TimeLimit(env, max_episode_steps=config.max_episode_steps)
+    return RecordEpisodeStatistics(env)
+
+
+def make_vector_env(config: EnvConfig, num_envs: int, *, training: bool = True) -> gym.vector.VectorEnv:
+    """``num_envs`` copies stepped together, without autoreset (the caller resets finished envs)."""
+    return gym.vector.SyncVectorEnv(
+        [partial(make_env, config, training=training) for _ in range(num_envs)],
+        autoreset_mode=gym.vector.AutoresetMode.DISABLED,
+    )

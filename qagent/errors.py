@@ -1,0 +1,44 @@
+"""Errors a user can cause.
+
+Every error a user can trigger (a typo in a name, a bad config value, a corrupt checkpoint)
+is a :class:`QAgentError`. The CLI prints it as one line, with a hint where there is one, and
+exits with status 2; it never shows a traceback for these.
+"""
+
+from __future__ import annotations
+
+
+class QAgentError(Exception):
+    """An error caused by user input, reported without a traceback.
+
+    :param message: what went wrong, in one sentence.
+    :param hint: what to do about it (optional).
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message} (hint: {self.hint})"
+
+
+class ConfigError(QAgentError):
+    """An unknown config key, or a value that fails validation."""
+
+
+class UnknownNameError(QAgentError):
+    """A registry lookup for a name nobody registered."""
+
+
+class RegistryError(QAgentError):
+    """A name registered twice, or an invalid registration."""
+
+
+class PluginError(QAgentError):
+    """A plugin that cannot be found or fails to import."""
+
+
+class CheckpointError(QAgentError):
+    """A missing, corrupt or incompatible checkpoint or run directory."""

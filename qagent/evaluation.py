@@ -1,0 +1,155 @@
+"""Evaluation: run full episodes with a (nearly) greedy policy on separate env copies.
+
+Episode ``j`` always starts from seed ``seed + j``, so two evaluations of the same policy with
+the same seed see the same starting states, whatever ``num_envs`` is. Returns are the
+environment's own episode returns (``RecordEpisodeStatistics``), not clipped or shaped ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from qagent.config import EnvConfig
+from qagent.envs.factory import make_vector_env
+
+
+@dataclass
+class EvalResult:
+    """Per-episode returns and lengths, in episode order, with summary statistics."""
+
+    returns: list[float]
+    lengths: list[int]
+    seed: int = 0
+    epsilon: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+    def summary(self) -> dict[str, float | int]:
+        r = np.asarray(self.returns, dtype=np.float64)
+        return {
+            "episodes": len(r),
+            "mean": float(r.mean()),
+            "std": float(r.std()),
+            "min": float(r.min()),
+            "max": float(r.max()),
+            "median": float(np.median(r)),
+            "mean_length": float(np.mean(self.lengths)),
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.summary(),
+            "seed": self.seed,
+            "epsilon": self.epsilon,
+            "returns": [float(x) for x in self.returns],
+            "lengths": [int(x) for x in self.lengths],
+            **self.extra,
+        }
+
+
+class Evaluator:
+    """Evaluation envs kept between evaluations (making Atari envs is not free).
+
+    :param env_config: the run's env section (evaluation copies use ``training=False``).
+    :param num_envs: episodes run side by side.
+    """
+
+    def __init__(self, env_config: EnvConfig, num_envs: int) -> None:
+        self.env_config = env_config
+        self.num_envs = num_envs
+        self._envs = None
+
+    def run(
+        self,
+        q_values: Callable[[np.ndarray], np.ndarray],
+        episodes: int,
+        seed: int,
+        epsilon: float = 0.0,
+    ) -> EvalResult:
+        """Play ``episodes`` episodes; a random action with probability ``epsilon``."""
+        k = min(self.num_envs, episodes)
+        if self._envs is None or self._envs.num_envs != k:
+            self.close()
+            self._envs = make_vector_env(self.env_config, k, training=False)
+        envs = self._envs
+        n_actions = int(envs.single_action_space.n)
+        rng = np.random.default_rng(seed)
+        returns = [0.0] * episodes
+        lengths = [0] * episodes
+        running = np.arange(k)  # episode index each env is playing, -1 when idle
+        next_episode = k
+        obs, _ = envs.reset(seed=[seed + j for j in range(k)])
+        while (running >= 0).any():
+            actions = q_values(obs).argmax(axis=1)
+            if epsilon > 0:
+                explore = rng.random(k) < epsilon
+                actions = np.where(explore, rng.integers(0, n_actions, size=k), actions)
+            next_obs, _, terminated, truncated, info = envs.step(actions)
+            ended = terminated | truncated
+            if ended.any():
+                # autoreset is disabled: every finished env is reset, idle ones with unused seeds
+                stats = info["episode"]
+                seeds = [seed + episodes + i for i in range(k)]
+                for i in np.flatnonzero(ended & (running >= 0)):
+                    returns[running[i]] = float(stats["r"][i])
+                    lengths[running[i]] = int(stats["l"][i])
+                    running[i] = next_episode if next_episode < episodes else -1
+                    if running[i] >= 0:
+                        seeds[i] = seed + next_episode
+                        next_episode += 1
+                reset_obs, _ = envs.reset(seed=seeds, options={"reset_mask": ended})
+                next_obs[ended] = reset_obs[ended]
+            obs = next_obs
+        return EvalResult(returns, lengths, seed=seed, epsilon=epsilon)
+
+    def close(self) -> None:
+        if self._envs is not None:
+            self._envs.close()
+            self._envs = None
+
+
+def evaluate_checkpoint(target: str, episodes: int, seed: int, epsilon: float = 0.0) -> EvalResult:
+    """Load the policy in a run directory or checkpoint file and evaluate it.
+
+    The checkpoint carries its resolved config, so the env and network are rebuilt exactly.
+    """
+    from qagent.checkpoint import load_run_checkpoint, mismatch_reason
+    from qagent.components import build_agent, probe_spaces
+    from qagent.config import resolve_config
+    from qagent.errors import CheckpointError
+
+    _, path, checkpoint = load_run_checkpoint(target)
+    config = resolve_config(checkpoint["config"])
+    observation_space, action_space = probe_spaces(config)
+    agent = build_agent(config, observation_space, action_space)
+    try:
+        agent.load_state_dict(checkpoint["agent"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit the network its config builds: {mismatch_reason(exc)}",
+            hint="was it written by another qagent version, or with a plugin that is not loaded?",
+        ) from None
+    evaluator = Evaluator(config.env, min(episodes, config.eval.num_envs))
+    try:
+        with agent.policy.evaluation_mode() as policy:
+            result = evaluator.run(policy.q_values, episodes, seed, epsilon)
+    finally:
+        evaluator.close()
+    result.extra = {
+        "checkpoint": str(path),
+        "step": int(checkpoint["step"]),
+        "env": config.env.id,
+        "agent": config.agent.name,
+    }
+    return result

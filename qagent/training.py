@@ -1,0 +1,451 @@
+"""The training loop: collect, learn, evaluate, checkpoint, track.
+
+The loop is defined per env step, so stopping anywhere and resuming gives the same run:
+after env steps ``(t0, t1]`` have been collected, the target network receives one update per
+multiple of ``agent.target_update_interval`` crossed, and the learner one round of
+``agent.gradient_steps`` per multiple of ``agent.train_freq`` crossed (once ``t1`` is past
+``agent.learning_starts``). Collection runs in chunks that end on those multiples. This is
+Stable-Baselines3's schedule: the online network only changes at training points, so a
+target update anywhere inside a chunk sees the same weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import signal
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import qagent
+from qagent.agents.replay import ReplayBuffer
+from qagent.checkpoint import load_run_checkpoint, mismatch_reason, save_checkpoint
+from qagent.collector import Collector, Episode
+from qagent.components import build_agent, build_exploration, seed_streams
+from qagent.config import RunConfig, flatten
+from qagent.envs.factory import make_vector_env
+from qagent.errors import CheckpointError
+from qagent.evaluation import Evaluator
+from qagent.progress import TrainingProgress
+from qagent.runs import RunDir
+from qagent.tracking import Tracker
+
+
+def crossings(start: int, end: int, every: int) -> int:
+    """How many multiples of ``every`` lie in ``(start, end]``."""
+    return end // every - start // every
+
+
+def configure_torch(threads: int | None) -> None:
+    """Set the intra-op thread count and flush denormal floats to zero.
+
+    Late in training, Adam's second-moment estimates and small weights become denormal
+    floats, which slow CPU arithmetic severalfold; flushing them changes nothing that matters.
+    """
+    if threads is not None:
+        torch.set_num_threads(threads)
+    torch.set_flush_denormal(True)
+
+
+@dataclass
+class MetricWindow:
+    """Sums of per-update metrics since the last log line."""
+
+    loss: float = 0.0
+    q_mean: float = 0.0
+    updates: int = 0
+
+    def add(self, loss: float, q_mean: float) -> None:
+        self.loss += loss
+        self.q_mean += q_mean
+        self.updates += 1
+
+    def means(self) -> dict[str, float]:
+        if not self.updates:
+            return {}
+        return {"train/loss": self.loss / self.updates, "train/q_mean": self.q_mean / self.updates}
+
+
+@dataclass
+class TrainResult:
+    """What a call to :meth:`Trainer.train` did."""
+
+    run_dir: Path
+    step: int
+    episodes: int
+    interrupted: bool
+    train_seconds: float
+    last_eval: dict[str, Any] | None = None
+    checkpoint: Path | None = None
+    tracking: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.extra.get("steps_trained", self.step) / max(self.train_seconds, 1e-9)
+
+
+class Trainer:
+    """Owns one run's envs, agent, exploration, replay, evaluator and records.
+
+    :param config: the resolved run config.
+    :param run: the run directory (created by the caller).
+    :param tracker: MLflow or no-op tracker, already started or resumed by the caller.
+    :param plugins: plugin specs in use, recorded in checkpoints so eval and resume find them.
+    :param progress: draw the rich progress bar.
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        run: RunDir,
+        tracker: Tracker,
+        *,
+        plugins: list[str] | None = None,
+        progress: bool = True,
+        device: str = "cpu",
+    ) -> None:
+        self.config = config
+        self.run = run
+        self.tracker = tracker
+        self.plugins = list(plugins or [])
+        self.show_progress = progress
+        configure_torch(config.train.torch_threads)
+        seeds = seed_streams(config.seed, 5)
+        self.eval_seed = seeds[4]
+        torch.manual_seed(seeds[0])
+        self.envs = make_vector_env(config.env, config.env.num_envs, training=True)
+        observation_space = self.envs.single_observation_space
+        action_space = self.envs.single_action_space
+        self.agent = build_agent(config, observation_space, action_space, device=device)
+        self.exploration = build_exploration(config, self.agent.n_actions, seed=seeds[1])
+        self.buffer = ReplayBuffer(config.replay.capacity, observation_space, config.agent.gamma, seed=seeds[2])
+        self.collector = Collector(self.envs, self.agent.policy.q_values, self.exploration, self.buffer, seed=seeds[3])
+        self.evaluator = Evaluator(config.env, config.eval.num_envs)
+        self.step = 0
+        self.episodes = 0
+        self.last_eval: dict[str, Any] | None = None
+        self.recent_returns: deque[float] = deque(maxlen=20)
+        self.window = MetricWindow()
+        self._bar: TrainingProgress | None = None
+
+    # ------------------------------------------------------------------ the loop
+
+    def train(self) -> TrainResult:
+        """Train until ``train.total_steps`` or Ctrl-C, then checkpoint (and evaluate at the end)."""
+        cfg, agent_cfg = self.config, self.config.agent
+        total, n = cfg.train.total_steps, self.collector.num_envs
+        start_step, train_seconds = self.step, 0.0
+        clock, clock_step = time.perf_counter(), self.step
+        with TrainingProgress(total, self.step, self.show_progress) as bar, stop_on_interrupt(bar) as stop:
+            self._bar = bar
+            while self.step < total and not stop.is_set():
+                t0 = time.perf_counter()
+                prev = self.step
+                chunk_end = min(total, (prev // agent_cfg.train_freq + 1) * agent_cfg.train_freq)
+                episodes = self.collector.collect(-(-(chunk_end - prev) // n), prev)
+                self.step = prev + -(-(chunk_end - prev) // n) * n
+                self.agent.update_target(crossings(prev, self.step, agent_cfg.target_update_interval))
+                if self.step > agent_cfg.learning_starts:
+                    for _ in range(agent_cfg.gradient_steps * crossings(prev, self.step, agent_cfg.train_freq)):
+                        result = self.agent.update(self.buffer.sample(agent_cfg.batch_size))
+                        self.window.add(result.loss, result.q_mean)
+                train_seconds += time.perf_counter() - t0
+                self._record_episodes(episodes)
+                sps = (self.step - clock_step) / max(time.perf_counter() - clock, 1e-9)
+                if crossings(prev, self.step, cfg.train.log_every):
+                    self._log_window(sps)
+                if cfg.eval.every and crossings(prev, self.step, cfg.eval.every):
+                    self.evaluate(cfg.eval.episodes)
+                    clock, clock_step = time.perf_counter(), self.step
+                if cfg.train.checkpoint_every and crossings(prev, self.step, cfg.train.checkpoint_every):
+                    self.save_checkpoint()
+                bar.update(
+                    self.step,
+                    sps,
+                    self._recent_return(),
+                    self.exploration.metrics(self.step).get("epsilon"),
+                    self.window.means().get("train/loss"),
+                )
+            interrupted = self.step < total
+            bar.update(self.step, force=True)
+        if interrupted:
+            bar.print(f"[yellow]interrupted at step {self.step}[/]; writing a checkpoint")
+        elif cfg.eval.final_episodes:
+            self.evaluate(cfg.eval.final_episodes, final=True)
+        checkpoint = self.save_checkpoint()
+        self.tracker.log_artifact(self.run.config_path)
+        if not interrupted:
+            self.tracker.log_artifact(checkpoint, "checkpoints")
+        self.tracker.finish("KILLED" if interrupted else "FINISHED")
+        self.run.update_meta(status="interrupted" if interrupted else "finished", step=self.step)
+        self.envs.close()
+        self.evaluator.close()
+        return TrainResult(
+            run_dir=self.run.root,
+            step=self.step,
+            episodes=self.episodes,
+            interrupted=interrupted,
+            train_seconds=train_seconds,
+            last_eval=self.last_eval,
+            checkpoint=checkpoint,
+            tracking=self.tracker.describe(),
+            extra={"steps_trained": self.step - start_step},
+        )
+
+    def _recent_return(self) -> float | None:
+        return sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else None
+
+    def _record_episodes(self, episodes: list[Episode]) -> None:
+        if not episodes:
+            return
+        self.episodes += len(episodes)
+        for e in episodes:
+            self.recent_returns.append(e.ret)
+            self.tracker.log_metrics({"train/episode_return": e.ret, "train/episode_length": e.length}, e.step)
+        self.run.append_episodes((e.step, e.ret, e.length) for e in episodes)
+
+    def _log_window(self, steps_per_second: float) -> None:
+        metrics = {
+            **self.window.means(),
+            **{f"train/{k}": v for k, v in self.exploration.metrics(self.step).items()},
+            "train/steps_per_second": steps_per_second,
+            "train/updates": float(self.agent.updates),
+        }
+        self.tracker.log_metrics(metrics, self.step)
+        self.window = MetricWindow()
+
+    def evaluate(self, episodes: int, final: bool = False) -> dict[str, Any]:
+        """Evaluate the online network; record the result on disk, in MLflow and on screen."""
+        t0 = time.perf_counter()
+        with self.agent.policy.evaluation_mode() as policy:
+            result = self.evaluator.run(policy.q_values, episodes, self.eval_seed, self.config.eval.epsilon)
+        record = {"step": self.step, **result.summary(), "final": final, "seconds": time.perf_counter() - t0}
+        self.last_eval = record
+        self.run.append_evaluation(record)
+        self.tracker.log_metrics(
+            {
+                "eval/return_mean": record["mean"],
+                "eval/return_std": record["std"],
+                "eval/length_mean": record["mean_length"],
+            },
+            self.step,
+        )
+        if self._bar is not None:
+            label = "final eval" if final else "eval"
+            self._bar.print(
+                f"step {self.step:>9,}  {label}: return {record['mean']:.1f} ± {record['std']:.1f} "
+                f"over {episodes} episodes"
+            )
+        return record
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def state_dict(self, buffer_file: str | None) -> dict[str, Any]:
+        return {
+            "qagent_version": qagent.__version__,
+            "config": self.config.to_dict(),
+            "plugins": self.plugins,
+            "step": self.step,
+            "episodes": self.episodes,
+            "agent": self.agent.state_dict(),
+            "exploration": self.exploration.state_dict(),
+            "collector": self.collector.state_dict(),
+            "rng": {"torch": torch.get_rng_state()},
+            "buffer_file": buffer_file,
+            "last_eval": self.last_eval,
+            "mlflow_run_id": self.tracker.run_id,
+        }
+
+    def save_checkpoint(self) -> Path:
+        """Write a checkpoint for the current step (and the buffer with train.save_buffer)."""
+        buffer_file = None
+        self.run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if self.config.train.save_buffer:
+            buffer_path = self.run.buffer_path(self.step)
+            self.buffer.save(buffer_path)
+            buffer_file = buffer_path.name
+        path = self.run.checkpoint_path(self.step)
+        save_checkpoint(path, self.state_dict(buffer_file))
+        self.run.prune(self.config.train.keep_checkpoints)
+        self.run.update_meta(last_checkpoint=str(path.relative_to(self.run.root)), step=self.step)
+        return path
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        """Continue from ``checkpoint`` (already loaded and checked for compatibility)."""
+        try:
+            self.agent.load_state_dict(checkpoint["agent"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(
+                f"the checkpoint's weights do not fit this run's network: {mismatch_reason(exc)}",
+                hint="resume with the network and agent settings the run was started with",
+            ) from None
+        self.exploration.load_state_dict(checkpoint["exploration"])
+        self.collector.load_state_dict(checkpoint["collector"])
+        torch.set_rng_state(checkpoint["rng"]["torch"])
+        self.step = int(checkpoint["step"])
+        self.episodes = int(checkpoint["episodes"])
+        self.last_eval = checkpoint.get("last_eval")
+        buffer_file = checkpoint.get("buffer_file")
+        if buffer_file:
+            self.buffer.load(self.run.checkpoint_dir / buffer_file)
+        else:
+            warnings.warn(
+                "the checkpoint holds no replay buffer, so the resumed run starts with an empty one "
+                "(train with --save-buffer for an exact resume)",
+                stacklevel=2,
+            )
+        self.run.truncate_records(self.step)
+
+
+@contextlib.contextmanager
+def stop_on_interrupt(bar: TrainingProgress) -> Iterator[threading.Event]:
+    """First Ctrl-C (or SIGTERM) asks the loop to stop after the current chunk; a second aborts."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        bar.print("[yellow]stopping after this chunk and writing a checkpoint (Ctrl-C again to abort)[/]")
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+# ---------------------------------------------------------------------- resume checks
+
+# Config keys whose change makes a checkpoint unusable: they shape the network or the state.
+SHAPE_KEYS = ("env.id", "env.kwargs", "env.num_envs", "agent.name", "network")
+
+
+def incompatible_changes(saved: dict[str, Any], config: RunConfig) -> list[str]:
+    """Human-readable ``key: old -> new`` lines for changes that forbid resuming."""
+    old_flat = flatten(saved)
+    new_flat = config.flat()
+    changes = []
+    for key in sorted(set(old_flat) | set(new_flat)):
+        if not any(key == k or key.startswith(k + ".") for k in SHAPE_KEYS):
+            continue
+        if old_flat.get(key) != new_flat.get(key):
+            changes.append(f"{key} changed from {old_flat.get(key)!r} to {new_flat.get(key)!r}")
+    return changes
+
+
+# ---------------------------------------------------------------------- starting and resuming
+
+
+def _tags(config: RunConfig, plugins: list[str], run: RunDir) -> dict[str, str]:
+    from qagent.plugins.discovery import plugin_sources
+
+    return {
+        "qagent.version": qagent.__version__,
+        "qagent.seed": str(config.seed),
+        "qagent.env": config.env.id,
+        "qagent.agent": config.agent.name,
+        "qagent.plugins": ", ".join(plugin_sources()) or "none",
+        "qagent.run_dir": str(run.root.resolve()),
+        "qagent.config_hash": config.hash(),
+    }
+
+
+def start_training(
+    config: RunConfig,
+    *,
+    runs_dir: str | Path = "runs",
+    run_name: str | None = None,
+    plugins: list[str] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Create a run directory and an MLflow run, then train ``config`` from scratch."""
+    from qagent.tracking import make_tracker
+
+    plugins = list(plugins or [])
+    name = run_name or RunDir.default_name(config.env.id, config.agent.name, config.seed)
+    run = RunDir.create(Path(runs_dir), name)
+    try:
+        trainer = Trainer(config, run, Tracker(), plugins=plugins, progress=progress)
+        tracker = make_tracker(config.tracking.enabled, config.tracking.uri, config.tracking.experiment)
+    except BaseException:
+        shutil.rmtree(run.root, ignore_errors=True)  # nothing ran: leave no empty run behind
+        raise
+    run.config_path.write_text(config.to_yaml())
+    tracker.start(run.root.name, config.flat(), _tags(config, plugins, run))
+    trainer.tracker = tracker
+    run.update_meta(
+        name=run.root.name,
+        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        qagent_version=qagent.__version__,
+        plugins=plugins,
+        mlflow_run_id=tracker.run_id,
+        tracking_uri=getattr(tracker, "uri", None),
+        experiment=config.tracking.experiment if config.tracking.enabled else None,
+        status="running",
+    )
+    return trainer.train()
+
+
+def resume_training(
+    target: str | Path,
+    overrides: list[str] | tuple[str, ...] = (),
+    *,
+    tracking_uri: str | None = None,
+    plugins: list[str] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Continue the run in ``target`` (a run directory) from its newest checkpoint.
+
+    ``overrides`` may change anything that leaves the saved state usable (total steps,
+    learning rate, evaluation, ...); changes to the env or the network are refused.
+    """
+    from qagent.config import resolve_config
+    from qagent.tracking import make_tracker
+
+    run, path, checkpoint = load_run_checkpoint(target)
+    if run is None:
+        raise CheckpointError(
+            f"cannot resume from {path}: it is not inside a run directory's checkpoints/ folder",
+            hint="pass the run directory, e.g. qagent train --resume runs/<run-name>",
+        )
+    config = resolve_config(checkpoint["config"], overrides)
+    changes = incompatible_changes(checkpoint["config"], config)
+    if changes:
+        raise CheckpointError(
+            "cannot resume: " + "; ".join(changes) + ", and the saved state does not fit the new shape",
+            hint="start a new run for a different env or network",
+        )
+    if checkpoint["step"] >= config.train.total_steps:
+        raise CheckpointError(
+            f"run {run.root} already reached train.total_steps ({checkpoint['step']})",
+            hint=f"continue it for longer with --set train.total_steps={2 * config.train.total_steps}",
+        )
+    trainer = Trainer(config, run, Tracker(), plugins=plugins or checkpoint.get("plugins", []), progress=progress)
+    trainer.restore(checkpoint)
+    run.config_path.write_text(config.to_yaml())
+    meta = run.read_meta()
+    uri = tracking_uri or config.tracking.uri or meta.get("tracking_uri")
+    tracker = make_tracker(config.tracking.enabled, uri, meta.get("experiment") or config.tracking.experiment)
+    tags = {**_tags(config, trainer.plugins, run), "qagent.resumed_at_step": str(trainer.step)}
+    run_id = checkpoint.get("mlflow_run_id") or meta.get("mlflow_run_id")
+    if run_id and config.tracking.enabled:
+        tracker.resume(run_id, tags)
+    else:
+        tracker.start(run.root.name, config.flat(), tags)
+    trainer.tracker = tracker
+    run.update_meta(status="running", mlflow_run_id=tracker.run_id, tracking_uri=getattr(tracker, "uri", None))
+    return trainer.train()
