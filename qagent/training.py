@@ -186,7 +186,12 @@ class Trainer:
         if not interrupted:
             self.tracker.log_artifact(checkpoint, "checkpoints")
         self.tracker.finish("KILLED" if interrupted else "FINISHED")
-        self.run.update_meta(status="interrupted" if interrupted else "finished", step=self.step)
+        self.run.update_meta(
+            status="interrupted" if interrupted else "finished",
+            step=self.step,
+            train_seconds=round(train_seconds, 3),
+            steps_per_second=round((self.step - start_step) / max(train_seconds, 1e-9), 1),
+        )
         self.envs.close()
         self.evaluator.close()
         return TrainResult(

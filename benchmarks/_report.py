@@ -1,0 +1,100 @@
+"""Shared by the benchmarks: machine description, JSON results and markdown sections.
+
+Each benchmark writes ``docs/benchmarks/<name>.json`` and replaces its own section of
+``docs/benchmarks.md`` (between ``<!-- BEGIN name -->`` and ``<!-- END name -->``), so
+rerunning one benchmark leaves the others' tables alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
+MARKDOWN = DOCS / "benchmarks.md"
+HEADER = """# Benchmarks
+
+Every figure here comes from a script in `benchmarks/` that anyone can rerun; each section
+names its command and the machine it ran on. Raw results are in `docs/benchmarks/*.json`.
+"""
+
+
+def machine() -> dict[str, Any]:
+    """CPU model, core count, memory, Python and library versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gib = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_gib = round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    versions = {}
+    for module in ("torch", "numpy", "gymnasium", "stable_baselines3", "qagent"):
+        try:
+            versions[module] = __import__(module).__version__
+        except ImportError:
+            pass
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": mem_gib,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": versions,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+
+
+def machine_line(info: dict[str, Any]) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
+    return f"{info['cores']} cores ({info['cpu']}), {info['memory_gib']} GiB, Python {info['python']}; {versions}; {info['date']}"
+
+
+def command_line() -> str:
+    args = [Path(sys.argv[0]).as_posix()] + sys.argv[1:]
+    try:
+        rel = Path(args[0]).resolve().relative_to(ROOT).as_posix()
+        args[0] = rel
+    except ValueError:
+        pass
+    return "python " + " ".join(args)
+
+
+def write_json(name: str, data: dict[str, Any]) -> Path:
+    path = DOCS / "benchmarks" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def write_section(name: str, markdown: str) -> Path:
+    """Replace (or append) this benchmark's section of docs/benchmarks.md."""
+    text = MARKDOWN.read_text() if MARKDOWN.exists() else HEADER
+    block = f"<!-- BEGIN {name} -->\n{markdown.strip()}\n<!-- END {name} -->"
+    pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    MARKDOWN.write_text(text)
+    return MARKDOWN
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    except OSError:
+        return ""
