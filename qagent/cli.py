@@ -66,14 +66,14 @@ def load_plugins(explicit: tuple[str, ...] | list[str], recorded: list[str] | No
 
     :returns: the plugin specs in use (explicit, then recorded ones that loaded), for checkpoints.
     """
-    from qagent.plugins.discovery import RECORDED
+    from qagent.plugins.discovery import RECORDED, is_file_spec
     from qagent.plugins.discovery import load_plugins as discover
 
     results = discover(list(explicit), recorded=recorded or [])
     for result in results:
         if not result.ok:
             warnings.warn(result.error or "", stacklevel=2)
-    in_use = list(explicit)
+    in_use = [str(Path(s).resolve()) if is_file_spec(s) else s for s in explicit]
     in_use += [r.spec for r in results if r.origin == RECORDED and r.ok and r.spec not in in_use]
     return in_use
 
@@ -259,9 +259,9 @@ def plugins_list(kind: str | None, plugins: tuple[str, ...]) -> None:
         if kind and name != kind:
             continue
         table = Table(title=f"{name}s", title_justify="left", show_lines=False)
-        table.add_column("name", style="bold")
-        table.add_column("description")
-        table.add_column("source")
+        table.add_column("name", style="bold", no_wrap=True)
+        table.add_column("description", overflow="fold")
+        table.add_column("source", overflow="fold")
         for entry in registry:
             table.add_row(entry.name, entry.description, str(entry.source))
         if name == "env":

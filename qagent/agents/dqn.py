@@ -219,7 +219,10 @@ class DQNAgent:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore weights, optimizer moments and counters; the config's lr and eps stay in force."""
         self.q_net.load_state_dict(state["q_net"])
         self.target_net.load_state_dict(state["target_net"])
         self.optimizer.load_state_dict(state["optimizer"])
+        for group in self.optimizer.param_groups:
+            group["lr"], group["eps"] = self.config.lr, self.config.adam_eps
         self.updates = int(state["updates"])

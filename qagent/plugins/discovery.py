@@ -85,7 +85,7 @@ def load_plugins(
     for spec in recorded:
         if spec in explicit:
             continue
-        if _is_file_spec(spec) and not Path(spec).expanduser().exists():
+        if is_file_spec(spec) and not Path(spec).expanduser().exists():
             missing = f"the run used plugin {spec}, which is not there now; pass it with --plugin"
             results.append(PluginLoad(spec, Source("file", spec), RECORDED, error=missing))
             continue
@@ -111,18 +111,19 @@ def _split_env(value: str) -> list[str]:
     return [part.strip() for part in value.split(os.pathsep) if part.strip()]
 
 
-def _is_file_spec(spec: str) -> bool:
+def is_file_spec(spec: str) -> bool:
+    """True when ``spec`` names a ``.py`` file rather than a module."""
     return spec.endswith(".py") or os.sep in spec or Path(spec).is_file()
 
 
 def _hint_for(spec: str) -> str:
-    if _is_file_spec(spec):
+    if is_file_spec(spec):
         return "check the path and fix the error in the plugin file"
     return "give the path of a .py file or the name of an importable module"
 
 
 def _load_spec(spec: str, origin: str) -> PluginLoad:
-    if _is_file_spec(spec):
+    if is_file_spec(spec):
         path = Path(spec).expanduser().resolve()
         source = Source("file", spec)
         return _load_once(f"file:{path}", source, origin, lambda: _import_file(path, spec))

@@ -1,0 +1,72 @@
+"""Shared fixtures: isolated registries, temporary run folders, a real MLflow store, the CLI."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from qagent.plugins import discovery
+from qagent.plugins.registries import REGISTRIES
+from qagent.plugins.registry import load_failures
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE_PLUGIN = ROOT / "examples" / "plugins" / "example_plugin.py"
+
+discovery.load_builtins()
+
+
+@pytest.fixture(autouse=True)
+def isolated_registries(monkeypatch: pytest.MonkeyPatch):
+    """Each test sees the built-ins only, and whatever it registers disappears afterwards."""
+    monkeypatch.delenv("QAGENT_PLUGINS", raising=False)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    saved = {kind: dict(reg._entries) for kind, reg in REGISTRIES.items()}
+    loaded = dict(discovery._loaded)
+    failures = list(load_failures)
+    yield
+    for kind, reg in REGISTRIES.items():
+        reg._entries.clear()
+        reg._entries.update(saved[kind])
+    discovery._loaded.clear()
+    discovery._loaded.update(loaded)
+    load_failures[:] = failures
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run the test inside an empty temporary folder (runs/ and mlflow.db land there)."""
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A real MLflow SQLite store in a temporary folder, shared by the session (migrations are slow)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+
+
+def run_qagent(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run ``python -m qagent ARGS`` as a user would, capturing its output."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("QAGENT_PLUGINS", "MLFLOW_TRACKING_URI")}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "qagent", *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout
+    )
+
+
+# Settings that make a CartPole run finish in seconds (TINY_LOOP leaves exploration alone).
+TINY_LOOP = (
+    "--set", "agent.learning_starts=100",
+    "--set", "agent.train_freq=16",
+    "--set", "agent.gradient_steps=4",
+    "--set", "agent.batch_size=32",
+    "--set", "network.hidden_sizes=[32,32]",
+    "--set", "eval.every=500",
+    "--set", "eval.episodes=2",
+    "--set", "eval.final_episodes=3",
+)
+TINY = (*TINY_LOOP, "--set", "exploration.decay_steps=500")

@@ -1,0 +1,92 @@
+"""The collector: true final observations, episode records, seeded resets, exact restore."""
+
+from __future__ import annotations
+
+import random
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from qagent.agents.exploration import EpsilonGreedy
+from qagent.agents.replay import ReplayBuffer
+from qagent.collector import Collector
+from qagent.config import EnvConfig
+from qagent.envs.factory import make_vector_env
+from qagent.plugins.registries import ENVS
+
+
+class Counter(gym.Env):
+    """Observation = steps since reset; action 1 ends the episode (terminated)."""
+
+    observation_space = gym.spaces.Box(0, 1000, shape=(1,), dtype=np.float32)
+    action_space = gym.spaces.Discrete(2)
+
+    def __init__(self, noisy: bool = False) -> None:
+        self.t = 0
+        self.noisy = noisy
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = int(self.np_random.integers(0, 3)) if not self.noisy else random.randint(0, 1000)
+        return np.array([self.t], dtype=np.float32), {}
+
+    def step(self, action):
+        self.t += 1
+        return np.array([self.t], dtype=np.float32), 1.0, bool(action == 1), False, {}
+
+
+@pytest.fixture
+def counter_env():
+    ENVS.register("test-counter", Counter)
+    return EnvConfig(id="test-counter", max_episode_steps=4)
+
+
+def collector(env_config: EnvConfig, num_envs: int = 2, seed: int = 0) -> tuple[Collector, ReplayBuffer]:
+    envs = make_vector_env(env_config, num_envs)
+    buffer = ReplayBuffer(1000, envs.single_observation_space, 0.9, seed=seed)
+    strategy = EpsilonGreedy(EpsilonGreedy.Config(start=0.5, end=0.5), 2, 1000, seed=seed)
+    return Collector(envs, lambda obs: np.zeros((len(obs), 2)), strategy, buffer, seed=seed), buffer
+
+
+def test_final_observations_reach_the_buffer(counter_env):
+    c, buffer = collector(counter_env)
+    episodes = c.collect(50, step=0)
+    n = len(buffer)
+    assert n == 100
+    obs, next_obs = buffer.obs[:n, 0], buffer.next_obs[:n, 0]
+    assert np.all(next_obs == obs + 1)  # never a reset observation
+    terminated = buffer.terminated[:n]
+    assert np.array_equal(terminated, buffer.action[:n] == 1)
+    truncated_ends = (next_obs >= 4) & ~terminated  # time limit hit: bootstraps (discount kept)
+    assert truncated_ends.any()
+    assert episodes and all(e.ret == e.length for e in episodes)
+    assert [e.step for e in episodes] == sorted(e.step for e in episodes)
+
+
+def test_restore_replays_each_env_to_its_saved_state():
+    config = EnvConfig(id="CartPole-v1")
+    a, buffer_a = collector(config, num_envs=3, seed=1)
+    a.collect(40, step=0)
+    state = {"collector": a.state_dict(), "exploration": a.exploration.state_dict()}
+    a.collect(60, step=120)
+    expected = buffer_a.obs[120:300].copy(), buffer_a.action[120:300].copy()
+
+    b, buffer_b = collector(config, num_envs=3, seed=99)
+    b.exploration.load_state_dict(state["exploration"])
+    b.load_state_dict(state["collector"])
+    b.collect(60, step=120)
+    assert np.array_equal(buffer_b.obs[:180], expected[0])
+    assert np.array_equal(buffer_b.action[:180], expected[1])
+
+
+def test_non_deterministic_env_warns_and_restarts():
+    ENVS.register("test-noisy-counter", lambda: Counter(noisy=True))
+    config = EnvConfig(id="test-noisy-counter", max_episode_steps=1000)
+    a, _ = collector(config, num_envs=1)
+    a.exploration = EpsilonGreedy(EpsilonGreedy.Config(start=0.0, end=0.0), 2, 1000)
+    a.collect(5, step=0)
+    b, _ = collector(config, num_envs=1)
+    with pytest.warns(UserWarning, match="did not replay to its saved state"):
+        b.load_state_dict(a.state_dict())
+    assert b.actions == [[]]  # its episode restarted from a fresh seed

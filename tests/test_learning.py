@@ -1,0 +1,18 @@
+"""A small learning test: the CartPole preset learns within a short budget."""
+
+from __future__ import annotations
+
+from qagent.config import load_config
+from qagent.runs import RunDir
+from qagent.training import start_training
+
+
+def test_cartpole_preset_learns_in_12k_steps(workdir):
+    config = load_config(
+        "cartpole-dqn",
+        ["train.total_steps=12000", "eval.every=2000", "eval.final_episodes=20", "tracking.enabled=false"],
+    )
+    result = start_training(config, run_name="learn", progress=False)
+    means = [e["mean"] for e in RunDir(result.run_dir).evaluations()]
+    assert max(means) >= 400  # a random policy scores about 22
+    assert result.last_eval is not None and result.last_eval["mean"] >= 100

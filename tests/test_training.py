@@ -1,0 +1,113 @@
+"""The training loop: exact resume, interruption, evaluation, checkpoints and records."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import TINY
+from qagent.checkpoint import load_checkpoint
+from qagent.config import resolve_config
+from qagent.errors import CheckpointError
+from qagent.evaluation import Evaluator, evaluate_checkpoint
+from qagent.runs import RunDir
+from qagent.training import crossings, resume_training, start_training
+
+
+def tiny_config(*overrides: str):
+    sets = [TINY[i + 1] for i in range(0, len(TINY), 2)]
+    return resolve_config({}, [*sets, "tracking.enabled=false", *overrides])
+
+
+def test_crossings():
+    assert crossings(0, 256, 256) == 1 and crossings(255, 256, 256) == 1
+    assert crossings(256, 511, 256) == 0 and crossings(0, 1000, 10) == 100
+
+
+def test_exact_resume_gives_identical_weights(workdir):
+    straight = start_training(tiny_config("train.total_steps=2000", "train.save_buffer=true"), run_name="straight", progress=False)
+    first = start_training(tiny_config("train.total_steps=1000", "train.save_buffer=true"), run_name="split", progress=False)
+    assert first.step == 1000
+    resumed = resume_training("runs/split", ["train.total_steps=2000"], progress=False)
+    assert resumed.step == 2000
+    a = load_checkpoint(straight.checkpoint)
+    b = load_checkpoint(resumed.checkpoint)
+    for part in ("q_net", "target_net"):
+        for key, value in a["agent"][part].items():
+            assert torch.equal(value, b["agent"][part][key]), f"{part}.{key}"
+    assert a["episodes"] == b["episodes"] and a["agent"]["updates"] == b["agent"]["updates"]
+    assert (workdir / "runs/split/episodes.csv").read_text() == (workdir / "runs/straight/episodes.csv").read_text()
+
+
+def test_resume_without_buffer_warns_and_refuses_shape_changes(workdir):
+    start_training(tiny_config("train.total_steps=600"), run_name="run", progress=False)
+    with pytest.raises(CheckpointError, match=r"network.hidden_sizes changed from \[32, 32\] to \[64\]"):
+        resume_training("runs/run", ["train.total_steps=1200", "network.hidden_sizes=[64]"], progress=False)
+    with pytest.raises(CheckpointError, match="env.id changed"):
+        resume_training("runs/run", ["train.total_steps=1200", "env.id=Acrobot-v1"], progress=False)
+    with pytest.raises(CheckpointError, match="already reached train.total_steps"):
+        resume_training("runs/run", [], progress=False)
+    with pytest.warns(UserWarning, match="holds no replay buffer"):
+        result = resume_training("runs/run", ["train.total_steps=1200", "agent.lr=3e-4"], progress=False)
+    assert result.step == 1200
+    assert "lr: 0.0003" in (workdir / "runs/run/config.yaml").read_text()
+
+
+def test_run_directory_records(workdir):
+    result = start_training(tiny_config("train.total_steps=1000", "train.checkpoint_every=300", "train.keep_checkpoints=2"), run_name="rec", progress=False)
+    run = RunDir(result.run_dir)
+    steps = [step for step, _ in run.checkpoints()]
+    assert len(steps) == 2 and 900 <= steps[0] < 916 and steps[1] == 1000  # pruned to the newest two
+    evaluations = run.evaluations()  # at the first chunk end past each multiple of eval.every
+    assert [e["step"] for e in evaluations] == [512, 1000, 1000] and evaluations[-1]["final"]
+    assert evaluations[-1]["episodes"] == 3
+    lines = run.episodes_path.read_text().splitlines()
+    assert lines[0] == "step,return,length" and len(lines) - 1 == result.episodes
+    meta = json.loads(run.meta_path.read_text())
+    assert meta["status"] == "finished" and meta["step"] == 1000 and meta["train_seconds"] > 0
+    checkpoint = load_checkpoint(result.checkpoint)
+    assert checkpoint["config"]["agent"]["name"] == "dqn" and checkpoint["step"] == 1000
+    assert (run.root / "config.yaml").read_text().startswith("seed: 0")
+
+
+def test_evaluation_is_deterministic_and_independent_of_parallelism(workdir):
+    result = start_training(tiny_config("train.total_steps=600"), run_name="ev", progress=False)
+    a = evaluate_checkpoint(str(result.run_dir), episodes=6, seed=3)
+    b = evaluate_checkpoint(str(result.checkpoint), episodes=6, seed=3)
+    assert a.returns == b.returns and a.extra["step"] == 600
+    config = tiny_config()
+    one, four = Evaluator(config.env, 1), Evaluator(config.env, 4)
+    policy = lambda obs: np.tile([0.0, 1.0], (len(obs), 1))  # noqa: E731 - always push right
+    assert one.run(policy, 5, seed=11).returns == four.run(policy, 5, seed=11).returns
+    summary = one.run(policy, 5, seed=11).summary()
+    assert set(summary) == {"episodes", "mean", "std", "min", "max", "median", "mean_length"}
+
+
+def test_sigint_stops_cleanly_with_a_checkpoint_and_the_run_resumes(workdir):
+    code = (
+        "from qagent.cli import main; main(['train', '--no-track', '--no-progress', '--run-name', 'intr', "
+        "'--set', 'train.total_steps=1000000', '--set', 'eval.every=null', '--set', 'agent.learning_starts=100', "
+        "'--set', 'network.hidden_sizes=[16]'])"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    episodes = workdir / "runs" / "intr" / "episodes.csv"
+    deadline = time.monotonic() + 120
+    while not (episodes.exists() and len(episodes.read_text().splitlines()) > 20):
+        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else "timeout"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "interrupted at step" in out and "resume with:   qagent train --resume" in out
+    run = RunDir(workdir / "runs" / "intr")
+    [(step, path)] = run.checkpoints()
+    assert 0 < step < 1_000_000 and json.loads(run.meta_path.read_text())["status"] == "interrupted"
+    resumed = resume_training(run.root, [f"train.total_steps={step + 200}"], progress=False)
+    assert resumed.step >= step + 200 and not resumed.interrupted
