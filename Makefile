@@ -1,0 +1,28 @@
+# make demo : install into .venv, train DQN on CartPole, evaluate it, print where the MLflow run is
+# make test : install into .venv and run the test suite (what CI runs)
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_RUN := cartpole-demo-$(shell date +%Y%m%d-%H%M%S)
+
+.PHONY: install demo test clean
+
+# constraints.txt pins torch to a release whose CPU wheel the development machines keep on
+# disk; anywhere else pip fetches the same release from PyPI as usual.
+$(BIN)/qagent: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet --constraint constraints.txt --editable '.[dev]'
+	touch $@
+
+install: $(BIN)/qagent
+
+demo: install
+	$(BIN)/qagent train --config cartpole-dqn --seed 0 --run-name $(DEMO_RUN)
+	$(BIN)/qagent eval runs/$(DEMO_RUN) --episodes 100
+
+test: install
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) runs mlflow.db mlruns mlartifacts .pytest_cache
