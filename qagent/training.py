@@ -155,8 +155,9 @@ class Trainer:
                 self.step = prev + -(-(chunk_end - prev) // n) * n
                 self.agent.update_target(crossings(prev, self.step, agent_cfg.target_update_interval))
                 if self.step > agent_cfg.learning_starts:
-                    for _ in range(agent_cfg.gradient_steps * crossings(prev, self.step, agent_cfg.train_freq)):
-                        result = self.agent.update(self.buffer.sample(agent_cfg.batch_size))
+                    rounds = crossings(prev, self.step, agent_cfg.train_freq)
+                    for batch in self.buffer.sample_many(agent_cfg.gradient_steps * rounds, agent_cfg.batch_size):
+                        result = self.agent.update(batch)
                         self.window.add(result.loss, result.q_mean)
                 train_seconds += time.perf_counter() - t0
                 self._record_episodes(episodes)

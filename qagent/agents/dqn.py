@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from qagent.agents.networks import QNetwork, build_torso
+from qagent.agents.optim import FusedAdam, clip_grad_norm
 from qagent.agents.policy import QPolicy
 from qagent.agents.replay import Batch
 from qagent.agents.targets import double_next_values, elementwise_td_loss, max_next_values, td_target
@@ -80,19 +81,6 @@ class DQNConfig(AgentConfig):
                 f"({run.train.total_steps}), so the agent would never learn",
                 hint="lower agent.learning_starts or raise train.total_steps",
             )
-
-
-def clip_grad_norm(params: list[torch.Tensor], max_norm: float) -> None:
-    """Scale gradients so their global L2 norm is at most ``max_norm``.
-
-    The same arithmetic as ``torch.nn.utils.clip_grad_norm_`` in three fused calls; the
-    library version's per-call bookkeeping costs as much as the math at MLP sizes.
-    """
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return
-    total = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
-    torch._foreach_mul_(grads, torch.clamp(max_norm / (total + 1e-6), max=1.0))
 
 
 class LossOutput(NamedTuple):
@@ -155,10 +143,10 @@ class DQNAgent:
         return QNetwork(build_torso(self.observation_space, self.network_config), self.n_actions)
 
     def build_optimizer(self) -> torch.optim.Optimizer:
-        """Adam over the online network's parameters (fused kernels where available)."""
-        return torch.optim.Adam(
-            self.q_net.parameters(), lr=self.config.lr, eps=self.config.adam_eps, fused=self.device.type == "cpu"
-        )
+        """Adam over the online network's parameters (the fused kernel on the CPU)."""
+        if self.device.type == "cpu":
+            return FusedAdam(self.q_net.parameters(), lr=self.config.lr, eps=self.config.adam_eps)
+        return torch.optim.Adam(self.q_net.parameters(), lr=self.config.lr, eps=self.config.adam_eps)
 
     def compute_target(self, batch: Batch) -> torch.Tensor:
         """Bootstrapped targets ``r + discount * V(s')``, without gradients."""
@@ -186,7 +174,7 @@ class DQNAgent:
         loss.backward()
         if self.config.max_grad_norm is not None:
             clip_grad_norm(self._params, self.config.max_grad_norm)
-        self.optimizer.step()
+        getattr(self.optimizer, "fast_step", self.optimizer.step)()
         self.updates += 1
         return UpdateResult(loss.item(), q_taken.mean().item(), td_errors)
 

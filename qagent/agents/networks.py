@@ -103,11 +103,11 @@ class MLP(Torso):
         self.output_dim = width
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        # A plain loop with functional activations: half the module calls of nn.Sequential,
-        # which matters at CartPole sizes where per-call overhead rivals the arithmetic.
+        # Functional calls on the layers' parameters: a third of the module calls of
+        # nn.Sequential, which matters at CartPole sizes where call overhead rivals the math.
         x = obs if self.encoder is None else self.encoder(obs)
         for layer in self.layers:
-            x = self.activation(layer(x))
+            x = self.activation(nn.functional.linear(x, layer.weight, layer.bias))
         return x
 
 

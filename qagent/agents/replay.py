@@ -8,6 +8,7 @@ observation stand in for it), so truncated transitions bootstrap correctly.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,17 +104,22 @@ class ReplayBuffer:
 
     def sample(self, batch_size: int) -> Batch:
         """Draw ``batch_size`` transitions uniformly, with replacement."""
-        idx = self.sample_indices(batch_size)
-        discount = np.where(self.terminated[idx], 0.0, self.gamma).astype(np.float32)
-        return Batch(
-            obs=torch.from_numpy(self.obs[idx]),
-            action=torch.from_numpy(self.action[idx]),
-            reward=torch.from_numpy(self.reward[idx]),
-            next_obs=torch.from_numpy(self.next_obs[idx]),
-            discount=torch.from_numpy(discount),
-            weights=None,
-            indices=idx,
-        )
+        return next(self.sample_many(1, batch_size))
+
+    def sample_many(self, count: int, batch_size: int) -> Iterator[Batch]:
+        """``count`` batches for one round of gradient steps.
+
+        Uniform sampling does not depend on what the learner does between batches, so the whole
+        round is gathered at once: one fancy-index per array instead of one per batch. Replay
+        schemes whose sampling follows the learner (priorities) yield batch by batch instead.
+        """
+        idx = self.sample_indices(count * batch_size)
+        obs, next_obs = torch.from_numpy(self.obs[idx]), torch.from_numpy(self.next_obs[idx])
+        action, reward = torch.from_numpy(self.action[idx]), torch.from_numpy(self.reward[idx])
+        discount = torch.from_numpy(np.where(self.terminated[idx], 0.0, self.gamma).astype(np.float32))
+        for i in range(count):
+            s = slice(i * batch_size, (i + 1) * batch_size)
+            yield Batch(obs[s], action[s], reward[s], next_obs[s], discount[s], None, idx[s])
 
     # ------------------------------------------------------------------ persistence
 
