@@ -164,9 +164,9 @@ def train(
             raise click.UsageError("--resume continues a run with its saved config; use --set to change keys")
         from qagent.checkpoint import load_run_checkpoint
 
-        _, _, checkpoint = load_run_checkpoint(resume)
-        specs = load_plugins(plugins, checkpoint.get("plugins", []))
-        result = resume_training(resume, sets, tracking_uri=tracking_uri, plugins=specs, progress=show)
+        loaded = load_run_checkpoint(resume)
+        specs = load_plugins(plugins, loaded[2].get("plugins", []))
+        result = resume_training(resume, sets, tracking_uri=tracking_uri, plugins=specs, progress=show, loaded=loaded)
     else:
         specs = load_plugins(plugins)
         config = load_config(config_file, sets)
@@ -180,12 +180,14 @@ def _print_train_result(result: Any) -> None:
     if result.last_eval:
         e = result.last_eval
         click.echo(f"last evaluation (step {e['step']:,}): return {e['mean']:.2f} ± {e['std']:.2f} over {e['episodes']} episodes")
+    if result.best_eval and result.best_checkpoint:
+        b = result.best_eval
+        click.echo(f"best evaluation (step {b['step']:,}): return {b['mean']:.2f} ± {b['std']:.2f}, kept in {result.best_checkpoint}")
     click.echo(f"run directory: {result.run_dir}")
     click.echo(f"checkpoint:    {result.checkpoint}")
     click.echo(f"tracking:      {result.tracking}")
-    if "MLflow" in result.tracking:
-        uri = result.tracking.rsplit(" in ", 1)[-1]
-        click.echo(f"view it with:  mlflow ui --backend-store-uri {uri}")
+    if result.tracking_uri:
+        click.echo(f"view it with:  mlflow ui --backend-store-uri {result.tracking_uri}")
     if result.interrupted:
         click.echo(f"resume with:   qagent train --resume {result.run_dir}")
     else:
@@ -212,9 +214,9 @@ def evaluate(target: str, episodes: int, epsilon: float, seed: int, output: str 
     from qagent.evaluation import evaluate_checkpoint
     from qagent.runs import RunDir
 
-    run, _, checkpoint = load_run_checkpoint(target)
+    run, path, checkpoint = load_run_checkpoint(target)
     load_plugins(plugins, checkpoint.get("plugins", []))
-    result = evaluate_checkpoint(target, episodes, seed, epsilon)
+    result = evaluate_checkpoint(str(path), episodes, seed, epsilon, checkpoint=checkpoint)
     summary = result.summary()
     table = Table(title=f"{result.extra['env']} · {result.extra['agent']} · step {result.extra['step']:,}")
     for column in ("episodes", "mean", "std", "min", "max", "median", "mean length"):

@@ -110,6 +110,8 @@ class TrainConfig(Section):
     """Periodic checkpoints to keep (the newest ones); the final one is always kept."""
     save_buffer: bool = False
     """Save the replay buffer with each checkpoint, so a resumed run continues exactly."""
+    keep_best: bool = True
+    """Keep checkpoints/best.pt, the checkpoint of the best evaluation so far."""
     torch_threads: PositiveInt | None = None
     """Threads for PyTorch's intra-op pool; None keeps PyTorch's default (one per core)."""
     log_every: PositiveInt = 1_000

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -119,17 +120,24 @@ class Evaluator:
             self._envs = None
 
 
-def evaluate_checkpoint(target: str, episodes: int, seed: int, epsilon: float = 0.0) -> EvalResult:
+def evaluate_checkpoint(
+    target: str, episodes: int, seed: int, epsilon: float = 0.0, checkpoint: dict[str, Any] | None = None
+) -> EvalResult:
     """Load the policy in a run directory or checkpoint file and evaluate it.
 
     The checkpoint carries its resolved config, so the env and network are rebuilt exactly.
+
+    :param checkpoint: the checkpoint ``target`` resolves to, if the caller loaded it already.
     """
     from qagent.checkpoint import load_run_checkpoint, mismatch_reason
     from qagent.components import build_agent, probe_spaces
     from qagent.config import resolve_config
     from qagent.errors import CheckpointError
 
-    _, path, checkpoint = load_run_checkpoint(target)
+    if checkpoint is None:
+        _, path, checkpoint = load_run_checkpoint(target)
+    else:
+        path = Path(target)
     config = resolve_config(checkpoint["config"])
     observation_space, action_space = probe_spaces(config)
     agent = build_agent(config, observation_space, action_space)

@@ -5,7 +5,7 @@
     runs/<run-name>/
         config.yaml          resolved config (what 'qagent train --config' would need to redo it)
         run.json             qagent version, MLflow run id and tracking URI, plugins, status
-        checkpoints/         step-0000050000.pt (newest kept), buffer-...npz with --save-buffer
+        checkpoints/         step-0000050000.pt (newest kept), best.pt, buffer-...npz with --save-buffer
         evaluations.jsonl    one line per evaluation: step, mean, std, ...
         episodes.csv         step,return,length of every training episode
 """
@@ -92,6 +92,10 @@ class RunDir:
 
     def checkpoint_path(self, step: int) -> Path:
         return self.checkpoint_dir / f"step-{step:010d}.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.checkpoint_dir / "best.pt"
 
     def buffer_path(self, step: int) -> Path:
         return self.checkpoint_dir / f"buffer-{step:010d}.npz"

@@ -19,7 +19,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -83,14 +83,18 @@ class TrainResult:
     episodes: int
     interrupted: bool
     train_seconds: float
+    steps_trained: int
     last_eval: dict[str, Any] | None = None
+    best_eval: dict[str, Any] | None = None
     checkpoint: Path | None = None
+    best_checkpoint: Path | None = None
     tracking: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    tracking_uri: str | None = None
 
     @property
     def steps_per_second(self) -> float:
-        return self.extra.get("steps_trained", self.step) / max(self.train_seconds, 1e-9)
+        """Env steps per second of this call's training loop (evaluation left out)."""
+        return self.steps_trained / max(self.train_seconds, 1e-9)
 
 
 class Trainer:
@@ -133,65 +137,86 @@ class Trainer:
         self.step = 0
         self.episodes = 0
         self.last_eval: dict[str, Any] | None = None
+        self.best_eval: dict[str, Any] | None = None
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.window = MetricWindow()
         self._bar: TrainingProgress | None = None
+        self._clock = (time.perf_counter(), 0)  # (time, step) at which steps/s counting restarted
 
     # ------------------------------------------------------------------ the loop
 
     def train(self) -> TrainResult:
         """Train until ``train.total_steps`` or Ctrl-C, then checkpoint (and evaluate at the end)."""
-        cfg, agent_cfg = self.config, self.config.agent
-        total, n = cfg.train.total_steps, self.collector.num_envs
+        total = self.config.train.total_steps
         start_step, train_seconds = self.step, 0.0
-        clock, clock_step = time.perf_counter(), self.step
+        self._clock = (time.perf_counter(), self.step)
         with TrainingProgress(total, self.step, self.show_progress) as bar, stop_on_interrupt(bar) as stop:
             self._bar = bar
             while self.step < total and not stop.is_set():
                 t0 = time.perf_counter()
                 prev = self.step
-                chunk_end = min(total, (prev // agent_cfg.train_freq + 1) * agent_cfg.train_freq)
-                episodes = self.collector.collect(-(-(chunk_end - prev) // n), prev)
-                self.step = prev + -(-(chunk_end - prev) // n) * n
-                self.agent.update_target(crossings(prev, self.step, agent_cfg.target_update_interval))
-                if self.step > agent_cfg.learning_starts:
-                    rounds = crossings(prev, self.step, agent_cfg.train_freq)
-                    for batch in self.buffer.sample_many(agent_cfg.gradient_steps * rounds, agent_cfg.batch_size):
-                        result = self.agent.update(batch)
-                        self.window.add(result.loss, result.q_mean)
+                episodes = self.run_chunk()
                 train_seconds += time.perf_counter() - t0
-                self._record_episodes(episodes)
-                sps = (self.step - clock_step) / max(time.perf_counter() - clock, 1e-9)
-                if crossings(prev, self.step, cfg.train.log_every):
-                    self._log_window(sps)
-                if cfg.eval.every and crossings(prev, self.step, cfg.eval.every):
-                    self.evaluate(cfg.eval.episodes)
-                    clock, clock_step = time.perf_counter(), self.step
-                if cfg.train.checkpoint_every and crossings(prev, self.step, cfg.train.checkpoint_every):
-                    self.save_checkpoint()
-                bar.update(
-                    self.step,
-                    sps,
-                    self._recent_return(),
-                    self.exploration.metrics(self.step).get("epsilon"),
-                    self.window.means().get("train/loss"),
-                )
+                self._after_chunk(prev, episodes)
             interrupted = self.step < total
             bar.update(self.step, force=True)
+        return self._finish(interrupted, start_step, train_seconds)
+
+    def run_chunk(self) -> list[Episode]:
+        """Collect up to the next training point, update the target network, then learn."""
+        agent_cfg, n = self.config.agent, self.collector.num_envs
+        prev = self.step
+        chunk_end = min(self.config.train.total_steps, (prev // agent_cfg.train_freq + 1) * agent_cfg.train_freq)
+        vector_steps = -(-(chunk_end - prev) // n)
+        episodes = self.collector.collect(vector_steps, prev)
+        self.step = prev + vector_steps * n
+        self.agent.update_target(crossings(prev, self.step, agent_cfg.target_update_interval))
+        if self.step > agent_cfg.learning_starts:
+            updates = agent_cfg.gradient_steps * crossings(prev, self.step, agent_cfg.train_freq)
+            for batch in self.buffer.sample_many(updates, agent_cfg.batch_size):
+                result = self.agent.update(batch)
+                self.window.add(result.loss, result.q_mean)
+        return episodes
+
+    def _after_chunk(self, prev: int, episodes: list[Episode]) -> None:
+        """Records, logging, periodic evaluation and checkpoints due in ``(prev, step]``."""
+        cfg = self.config
+        self._record_episodes(episodes)
+        started, started_step = self._clock
+        steps_per_second = (self.step - started_step) / max(time.perf_counter() - started, 1e-9)
+        if crossings(prev, self.step, cfg.train.log_every):
+            self._log_window(steps_per_second)
+        if cfg.eval.every and crossings(prev, self.step, cfg.eval.every):
+            self.evaluate(cfg.eval.episodes)
+            self._clock = (time.perf_counter(), self.step)  # steps/s leaves evaluation out
+        if cfg.train.checkpoint_every and crossings(prev, self.step, cfg.train.checkpoint_every):
+            self.save_checkpoint()
+        if self._bar is not None:
+            self._bar.update(
+                self.step,
+                steps_per_second,
+                self._recent_return(),
+                self.exploration.metrics(self.step).get("epsilon"),
+                self.window.means().get("train/loss"),
+            )
+
+    def _finish(self, interrupted: bool, start_step: int, train_seconds: float) -> TrainResult:
+        """Final evaluation (unless interrupted), checkpoint, artifacts and run status."""
         if interrupted:
-            bar.print(f"[yellow]interrupted at step {self.step}[/]; writing a checkpoint")
-        elif cfg.eval.final_episodes:
-            self.evaluate(cfg.eval.final_episodes, final=True)
+            self._print(f"[yellow]interrupted at step {self.step}[/]; writing a checkpoint")
+        elif self.config.eval.final_episodes:
+            self.evaluate(self.config.eval.final_episodes, final=True)
         checkpoint = self.save_checkpoint()
         self.tracker.log_artifact(self.run.config_path)
         if not interrupted:
             self.tracker.log_artifact(checkpoint, "checkpoints")
         self.tracker.finish("KILLED" if interrupted else "FINISHED")
+        steps_trained = self.step - start_step
         self.run.update_meta(
             status="interrupted" if interrupted else "finished",
             step=self.step,
             train_seconds=round(train_seconds, 3),
-            steps_per_second=round((self.step - start_step) / max(train_seconds, 1e-9), 1),
+            steps_per_second=round(steps_trained / max(train_seconds, 1e-9), 1),
         )
         self.envs.close()
         self.evaluator.close()
@@ -201,11 +226,18 @@ class Trainer:
             episodes=self.episodes,
             interrupted=interrupted,
             train_seconds=train_seconds,
+            steps_trained=steps_trained,
             last_eval=self.last_eval,
+            best_eval=self.best_eval,
             checkpoint=checkpoint,
+            best_checkpoint=self.run.best_path if self.best_eval else None,
             tracking=self.tracker.describe(),
-            extra={"steps_trained": self.step - start_step},
+            tracking_uri=getattr(self.tracker, "uri", None),
         )
+
+    def _print(self, message: str) -> None:
+        if self._bar is not None:
+            self._bar.print(message)
 
     def _recent_return(self) -> float | None:
         return sum(self.recent_returns) / len(self.recent_returns) if self.recent_returns else None
@@ -245,12 +277,14 @@ class Trainer:
             },
             self.step,
         )
-        if self._bar is not None:
-            label = "final eval" if final else "eval"
-            self._bar.print(
-                f"step {self.step:>9,}  {label}: return {record['mean']:.1f} ± {record['std']:.1f} "
-                f"over {episodes} episodes"
-            )
+        label = "final eval" if final else "eval"
+        self._print(
+            f"step {self.step:>9,}  {label}: return {record['mean']:.1f} ± {record['std']:.1f} over {episodes} episodes"
+        )
+        if self.config.train.keep_best and (self.best_eval is None or record["mean"] > self.best_eval["mean"]):
+            self.best_eval = record
+            self.run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(self.run.best_path, self.state_dict(buffer_file=None))
         return record
 
     # ------------------------------------------------------------------ checkpoints
@@ -268,6 +302,7 @@ class Trainer:
             "rng": {"torch": torch.get_rng_state()},
             "buffer_file": buffer_file,
             "last_eval": self.last_eval,
+            "best_eval": self.best_eval,
             "mlflow_run_id": self.tracker.run_id,
         }
 
@@ -300,6 +335,7 @@ class Trainer:
         self.step = int(checkpoint["step"])
         self.episodes = int(checkpoint["episodes"])
         self.last_eval = checkpoint.get("last_eval")
+        self.best_eval = checkpoint.get("best_eval")
         buffer_file = checkpoint.get("buffer_file")
         if buffer_file:
             self.buffer.load(self.run.checkpoint_dir / buffer_file)
@@ -413,16 +449,19 @@ def resume_training(
     tracking_uri: str | None = None,
     plugins: list[str] | None = None,
     progress: bool = True,
+    loaded: tuple[RunDir | None, Path, dict[str, Any]] | None = None,
 ) -> TrainResult:
     """Continue the run in ``target`` (a run directory) from its newest checkpoint.
 
     ``overrides`` may change anything that leaves the saved state usable (total steps,
     learning rate, evaluation, ...); changes to the env or the network are refused.
+
+    :param loaded: the result of ``load_run_checkpoint(target)``, if the caller has it already.
     """
     from qagent.config import resolve_config
     from qagent.tracking import make_tracker
 
-    run, path, checkpoint = load_run_checkpoint(target)
+    run, path, checkpoint = loaded or load_run_checkpoint(target)
     if run is None:
         raise CheckpointError(
             f"cannot resume from {path}: it is not inside a run directory's checkpoints/ folder",

@@ -74,6 +74,10 @@ def test_run_directory_records(workdir):
     assert meta["status"] == "finished" and meta["step"] == 1000 and meta["train_seconds"] > 0
     checkpoint = load_checkpoint(result.checkpoint)
     assert checkpoint["config"]["agent"]["name"] == "dqn" and checkpoint["step"] == 1000
+    best = load_checkpoint(run.best_path)  # the checkpoint of the best evaluation so far
+    assert best["step"] == result.best_eval["step"] and best["buffer_file"] is None
+    assert result.best_eval["mean"] == max(e["mean"] for e in evaluations)
+    assert checkpoint["best_eval"] == result.best_eval
     assert (run.root / "config.yaml").read_text().startswith("seed: 0")
 
 
