@@ -104,8 +104,8 @@ class ReplayConfig(Section):
 class TrainConfig(Section):
     total_steps: PositiveInt = 50_000
     """Environment steps to train for, summed over all envs."""
-    checkpoint_every: PositiveInt | None = None
-    """Write a checkpoint every this many env steps (always at the end and on Ctrl-C)."""
+    checkpoint_every: PositiveInt | None = 10_000
+    """Write a checkpoint every this many env steps, so a crashed run can resume (None: only at the end and on Ctrl-C)."""
     keep_checkpoints: PositiveInt = 3
     """Periodic checkpoints to keep (the newest ones); the final one is always kept."""
     save_buffer: bool = False

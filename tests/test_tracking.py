@@ -76,3 +76,15 @@ def test_bad_tracking_uri_is_a_clear_error():
 def test_disabled_tracking_is_a_no_op():
     tracker = make_tracker(False, None, "x")
     assert type(tracker) is Tracker and tracker.run_id is None and tracker.describe() == "tracking disabled"
+
+
+def test_mlflow_tracking_uri_environment_variable_is_honoured(tmp_path, mlflow_uri):
+    from conftest import TINY, run_qagent
+
+    result = run_qagent("train", *TINY, "--total-steps", "300", "--run-name", "env-uri", "--experiment", "from-env",
+                        cwd=tmp_path, env={"MLFLOW_TRACKING_URI": mlflow_uri})
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "mlflow.db").exists()
+    client = MlflowClient(mlflow_uri)
+    [run] = client.search_runs([client.get_experiment_by_name("from-env").experiment_id])
+    assert run.info.run_name == "env-uri" and run.info.status == "FINISHED"

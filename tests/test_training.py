@@ -115,3 +115,12 @@ def test_sigint_stops_cleanly_with_a_checkpoint_and_the_run_resumes(workdir):
     assert 0 < step < 1_000_000 and json.loads(run.meta_path.read_text())["status"] == "interrupted"
     resumed = resume_training(run.root, [f"train.total_steps={step + 200}"], progress=False)
     assert resumed.step >= step + 200 and not resumed.interrupted
+
+
+def test_vectorized_envs_count_env_steps(workdir):
+    result = start_training(tiny_config("env.num_envs=4", "train.total_steps=1002", "train.checkpoint_every=null"), run_name="vec", progress=False)
+    assert result.step == 1004  # four env steps per vector step, so the run ends on the first multiple of 4
+    checkpoint = load_checkpoint(result.checkpoint)
+    assert len(checkpoint["collector"]["actions"]) == 4
+    rows = (workdir / "runs/vec/episodes.csv").read_text().splitlines()[1:]
+    assert len(rows) == result.episodes > 4
