@@ -60,10 +60,11 @@ class MLflowTracker(Tracker):
     """
 
     def __init__(self, uri: str | None, experiment: str, flush_seconds: float = 10.0) -> None:
-        for name in ("mlflow", "alembic"):
-            logging.getLogger(name).setLevel(logging.WARNING)
         import mlflow
         from mlflow.tracking import MlflowClient
+
+        for name in ("mlflow", "alembic"):  # after the import, which sets mlflow's own level
+            logging.getLogger(name).setLevel(logging.WARNING)
 
         self.uri = uri or mlflow.get_tracking_uri()
         self.experiment_name = experiment
