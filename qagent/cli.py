@@ -198,7 +198,7 @@ def _print_train_result(result: Any) -> None:
 
 
 @main.command("eval")
-@click.argument("target", metavar="RUN_DIR|CHECKPOINT")
+@click.argument("target", metavar="RUN_DIR|CHECKPOINT|POLICY.onnx")
 @click.option("--episodes", "-n", default=10, show_default=True, type=click.IntRange(min=1), help="Episodes to play.")
 @click.option("--epsilon", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Random-action probability.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Episode j starts from seed+j.")
@@ -206,19 +206,36 @@ def _print_train_result(result: Any) -> None:
 @plugin_option
 @handle_errors
 def evaluate(target: str, episodes: int, epsilon: float, seed: int, output: str | None, plugins: tuple[str, ...]) -> None:
-    """Evaluate a trained agent; prints a table and writes JSON (mean, std, min, max, median, episodes)."""
+    """Evaluate a trained agent; prints a table and writes JSON (mean, std, min, max, median, episodes).
+
+    An exported POLICY.onnx is evaluated through qagent.serve, the torch-free runtime a game
+    ships with, so its returns can be compared with the checkpoint's.
+    """
     from rich.console import Console
     from rich.table import Table
 
     from qagent.checkpoint import load_run_checkpoint
-    from qagent.evaluation import evaluate_checkpoint
+    from qagent.errors import CheckpointError
+    from qagent.evaluation import evaluate_checkpoint, evaluate_policy_file
     from qagent.runs import RunDir
 
-    run, path, checkpoint = load_run_checkpoint(target)
-    load_plugins(plugins, checkpoint.get("plugins", []))
-    result = evaluate_checkpoint(str(path), episodes, seed, epsilon, checkpoint=checkpoint)
+    if target.endswith(".onnx"):
+        from qagent.serve import Policy, PolicyLoadError
+
+        try:
+            recorded = Policy.load(target).metadata.get("plugins", [])
+        except PolicyLoadError as exc:
+            raise CheckpointError(str(exc)) from None
+        load_plugins(plugins, recorded)
+        result = evaluate_policy_file(target, episodes, seed, epsilon)
+        run = None
+    else:
+        run, path, checkpoint = load_run_checkpoint(target)
+        load_plugins(plugins, checkpoint.get("plugins", []))
+        result = evaluate_checkpoint(str(path), episodes, seed, epsilon, checkpoint=checkpoint)
     summary = result.summary()
-    table = Table(title=f"{result.extra['env']} · {result.extra['agent']} · step {result.extra['step']:,}")
+    source = "onnx · " if target.endswith(".onnx") else ""
+    table = Table(title=f"{source}{result.extra['env']} · {result.extra['agent']} · step {result.extra['step']:,}")
     for column in ("episodes", "mean", "std", "min", "max", "median", "mean length"):
         table.add_column(column, justify="right")
     table.add_row(
@@ -226,13 +243,153 @@ def evaluate(target: str, episodes: int, epsilon: float, seed: int, output: str 
         *(f"{summary[k]:.2f}" for k in ("mean", "std", "min", "max", "median", "mean_length")),
     )
     Console().print(table)
-    if output is None:
+    if output is None and target.endswith(".onnx"):
+        output_path = Path(target).with_suffix(".eval.json")
+    elif output is None:
         output_path = (run.root if isinstance(run, RunDir) else Path(target).parent) / "eval.json"
     else:
         output_path = Path(output)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     output_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     click.echo(f"results written to {output_path}")
+
+
+# --------------------------------------------------------------------------- export
+
+
+@main.command()
+@click.argument("target", metavar="RUN_DIR|CHECKPOINT|MODEL_URI")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="ONNX file to write (default: RUN_DIR/policy.onnx).")
+@click.option("--best", is_flag=True, help="Export the run's best checkpoint (checkpoints/best.pt), not the newest.")
+@click.option("--register", metavar="NAME", help="Also log the file to MLflow (ONNX flavor) and register it as NAME.")
+@click.option("--alias", default="latest", show_default=True, help="Registry alias for --register.")
+@click.option("--tracking-uri", help="MLflow tracking URI for --register and model URIs.")
+@plugin_option
+@handle_errors
+def export(
+    target: str,
+    output: str | None,
+    best: bool,
+    register: str | None,
+    alias: str,
+    tracking_uri: str | None,
+    plugins: tuple[str, ...],
+) -> None:
+    """Export a trained policy to ONNX (checked against torch), or fetch one from MLflow.
+
+    TARGET is a run directory, a checkpoint file, or an MLflow model URI such as
+    models:/cartpole-dqn@latest.
+    """
+    from rich.console import Console
+
+    from qagent.export import export_checkpoint, fetch_from_mlflow, is_model_uri, register_policy
+
+    console = Console()
+    if is_model_uri(target):
+        path, metadata = fetch_from_mlflow(target, output or "policy.onnx", tracking_uri)
+        click.echo(f"fetched {target} to {path} ({metadata['agent']} on {metadata['env']['id']})")
+        return
+    from qagent.checkpoint import load_run_checkpoint
+    from qagent.runs import RunDir
+
+    if best:
+        run, _ = RunDir.resolve(target)
+        if run is None or not run.best_path.exists():
+            from qagent.errors import CheckpointError
+
+            raise CheckpointError(f"{target} has no best checkpoint (checkpoints/best.pt)", hint="train with train.keep_best=true")
+        target = str(run.best_path)
+    loaded = load_run_checkpoint(target)
+    run = loaded[0]
+    load_plugins(plugins, loaded[2].get("plugins", []))
+    default = (run.root if run is not None else Path(target).parent) / "policy.onnx"
+    report = export_checkpoint(target, output or default, loaded=loaded)
+    console.print(_parity_table(report))
+    meta = report.metadata
+    evaluation = meta["evaluation"]
+    click.echo(
+        f"wrote {report.path} ({report.size_bytes / 1024:.0f} KiB): {meta['agent']} on {meta['env']['id']}, "
+        f"obs {tuple(meta['observation']['shape'])} {meta['observation']['dtype']}, {meta['action']['n']} actions, "
+        f"{meta['training']['steps']:,} training steps"
+        + (f", last eval {evaluation['mean']:.1f}" if evaluation else "")
+    )
+    if register:
+        run_id = loaded[2].get("mlflow_run_id")
+        uri = tracking_uri or (run.read_meta().get("tracking_uri") if run is not None else None)
+        version, model_uri = register_policy(report.path, register, alias=alias, tracking_uri=uri, run_id=run_id)
+        click.echo(f"registered {model_uri} (version {version})")
+
+
+def _parity_table(report: Any) -> Any:
+    from rich.table import Table
+
+    table = Table(title="parity with torch (onnxruntime, CPU)", title_justify="left")
+    for column in ("observations", "batch", "max |Δq|", "max relative", "actions equal", ""):
+        table.add_column(column, justify="right")
+    for row in report.parity:
+        table.add_row(
+            row.source,
+            str(row.batch),
+            f"{row.max_abs_diff:.1e}",
+            f"{row.max_rel_diff:.1e}",
+            f"{row.actions_equal}/{row.batch}",
+            "[green]ok[/]" if row.ok else "[red]FAIL[/]",
+        )
+    return table
+
+
+# --------------------------------------------------------------------------- serve
+
+
+@main.command()
+@click.argument("policy", metavar="POLICY.onnx")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0 for all).")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one).")
+@click.option("--workers", type=click.IntRange(min=1), help="Inferences at the same time [default: one per core].")
+@click.option("--model-name", help="Model name in v2 URLs [default: the file name without .onnx].")
+@click.option("--max-body", default=8 << 20, show_default=True, type=click.IntRange(min=1), help="Largest request body in bytes.")
+@click.option("--max-batch", default=4096, show_default=True, type=click.IntRange(min=1), help="Largest batch of observations.")
+@click.option("--session-ttl", default=600.0, show_default=True, type=click.FloatRange(min=1), help="Seconds before an idle session expires.")
+@click.option("--access-log", is_flag=True, help="Log every request to stderr.")
+@handle_errors
+def serve(
+    policy: str,
+    host: str,
+    port: int,
+    workers: int | None,
+    model_name: str | None,
+    max_body: int,
+    max_batch: int,
+    session_ttl: float,
+    access_log: bool,
+) -> None:
+    """Serve an exported policy over HTTP (qagent v1 API and the Open Inference Protocol v2).
+
+    Torch-free: only numpy and onnxruntime are loaded.
+    """
+    import errno
+    import os
+
+    from qagent.errors import QAgentError
+    from qagent.serve import PolicyLoadError
+    from qagent.serve.http import ServerOptions, run_server
+
+    options = ServerOptions(
+        model_name=model_name or Path(policy).stem,
+        max_body_bytes=max_body,
+        max_batch=max_batch,
+        session_ttl=session_ttl,
+        workers=workers or os.cpu_count() or 1,
+        access_log=access_log,
+    )
+    try:
+        run_server(policy, host, port, options, announce=lambda line: click.echo(line, err=True))
+    except PolicyLoadError as exc:
+        raise QAgentError(str(exc), hint="export a policy with 'qagent export RUN_DIR -o policy.onnx'") from None
+    except OSError as exc:
+        if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
+            raise QAgentError(f"cannot listen on {host}:{port}: {exc.strerror}", hint="pick another --port") from None
+        raise
 
 
 # --------------------------------------------------------------------------- plugins

@@ -161,3 +161,22 @@ def evaluate_checkpoint(
         "agent": config.agent.name,
     }
     return result
+
+
+def evaluate_policy_file(path: str | Path, episodes: int, seed: int, epsilon: float = 0.0) -> EvalResult:
+    """Evaluate an exported ONNX policy through :mod:`qagent.serve` (no torch in the loop).
+
+    The env is rebuilt from the file's metadata, so the same seeds give the same episodes as
+    :func:`evaluate_checkpoint` on the checkpoint it came from.
+    """
+    from qagent.serve import Policy
+
+    policy = Policy.load(path)
+    meta = policy.metadata
+    evaluator = Evaluator(EnvConfig(**meta["env"]), min(episodes, 10))
+    try:
+        result = evaluator.run(policy.q_values, episodes, seed, epsilon)
+    finally:
+        evaluator.close()
+    result.extra = {"policy": str(path), "step": meta["training"]["steps"], "env": meta["env"]["id"], "agent": meta["agent"]}
+    return result

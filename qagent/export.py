@@ -1,0 +1,365 @@
+"""Export a trained agent to a self-describing ONNX policy, checked against torch.
+
+The ONNX graph takes raw observations (any scaling happens inside, as in training) with a
+dynamic batch axis and returns ``q_values`` (float32, expected values for distributional
+heads) and ``action`` (the argmax, computed in the graph). The metadata (see
+:mod:`qagent.serve.metadata`) tells a game everything the file expects.
+
+Before the file is written, the export runs onnxruntime and torch on the same observations
+(batches of 1 and 256, real ones from the env and random ones from the observation space) and
+refuses to report success unless Q-values agree to 1e-5 (relative to their scale) and every
+action is identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+import qagent
+from qagent.checkpoint import load_run_checkpoint, mismatch_reason
+from qagent.components import build_agent
+from qagent.config import RunConfig, resolve_config
+from qagent.envs.factory import make_env
+from qagent.errors import CheckpointError, QAgentError
+from qagent.serve import metadata as md
+
+TOLERANCE = 1e-5
+PARITY_BATCHES = (1, 256)
+
+
+class ExportError(QAgentError):
+    """An export that failed its parity check, or a model URI that holds no qagent policy."""
+
+
+class PolicyModule(nn.Module):
+    """``obs -> (q_values, action)``: the acting half of an agent, as written to ONNX."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q_values = self.network(obs)
+        return q_values, q_values.argmax(dim=1)
+
+
+@dataclass
+class ParityRow:
+    """One parity check: a batch of observations run through torch and onnxruntime."""
+
+    source: str
+    batch: int
+    max_abs_diff: float
+    max_rel_diff: float
+    actions_equal: int
+
+    @property
+    def ok(self) -> bool:
+        return self.max_rel_diff <= TOLERANCE and self.actions_equal == self.batch
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_checkpoint` wrote and how it checked it."""
+
+    path: Path
+    metadata: dict[str, Any]
+    parity: list[ParityRow] = field(default_factory=list)
+    checkpoint: Path | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+# --------------------------------------------------------------------------- metadata
+
+
+def describe_observation_space(space: gym.Space) -> dict[str, Any]:
+    if isinstance(space, gym.spaces.Discrete):
+        return {"space": "Discrete", "shape": [], "dtype": "int64", "n": int(space.n)}
+    if isinstance(space, gym.spaces.Box):
+        return {
+            "space": "Box",
+            "shape": list(space.shape),
+            "dtype": np.dtype(space.dtype).name,
+            "low": md.encode_bound(space.low),
+            "high": md.encode_bound(space.high),
+        }
+    raise ExportError(f"cannot describe observation space {space}")
+
+
+def action_meanings(env: gym.Env) -> list[str] | None:
+    get = getattr(env.unwrapped, "get_action_meanings", None)
+    return list(get()) if callable(get) else None
+
+
+def describe_preprocessing(env: gym.Env) -> dict[str, Any]:
+    """What a client must do to raw observations before the model sees them (frame stacking)."""
+    preprocessing: dict[str, Any] = {"frame_stack": None}
+    layer: gym.Env = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.wrappers.FrameStackObservation):
+            preprocessing["frame_stack"] = int(layer.stack_size)
+        layer = layer.env
+    return preprocessing
+
+
+def policy_metadata(config: RunConfig, checkpoint: dict[str, Any], env: gym.Env) -> dict[str, Any]:
+    """The metadata document written into the ONNX file."""
+    observation = describe_observation_space(env.observation_space)
+    n_actions = int(env.action_space.n)
+    evaluation = checkpoint.get("last_eval")
+    return {
+        "format": md.FORMAT,
+        "format_version": md.FORMAT_VERSION,
+        "qagent_version": qagent.__version__,
+        "agent": config.agent.name,
+        "network": config.network.name,
+        "env": {"id": config.env.id, "kwargs": config.env.kwargs, "max_episode_steps": config.env.max_episode_steps},
+        "observation": observation,
+        "action": {"space": "Discrete", "n": n_actions, "meanings": action_meanings(env)},
+        "preprocessing": describe_preprocessing(env),
+        "inputs": {md.INPUT_NAME: {"dtype": observation["dtype"], "shape": [-1, *observation["shape"]]}},
+        "outputs": {
+            "q_values": {"dtype": "float32", "shape": [-1, n_actions]},
+            "action": {"dtype": "int64", "shape": [-1]},
+        },
+        "training": {
+            "steps": int(checkpoint["step"]),
+            "episodes": int(checkpoint.get("episodes", 0)),
+            "updates": int(checkpoint["agent"].get("updates", 0)),
+        },
+        "evaluation": None if not evaluation else {k: evaluation[k] for k in ("step", "mean", "std", "episodes")},
+        "config_hash": config.hash(),
+        "plugins": list(checkpoint.get("plugins", [])),
+        "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+# --------------------------------------------------------------------------- observations
+
+
+def real_observations(env: gym.Env, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` observations from the env under random actions (resetting as episodes end)."""
+    rng = np.random.default_rng(seed)
+    obs, _ = env.reset(seed=seed)
+    collected = [obs]
+    while len(collected) < count:
+        obs, _, terminated, truncated, _ = env.step(int(rng.integers(env.action_space.n)))
+        if terminated or truncated:
+            obs, _ = env.reset()
+        collected.append(obs)
+    return np.stack([np.asarray(o) for o in collected])
+
+
+def random_observations(space: gym.Space, count: int, seed: int = 0) -> np.ndarray:
+    """``count`` observations drawn from the observation space itself."""
+    space = type(space)(**_space_kwargs(space)) if isinstance(space, gym.spaces.Box | gym.spaces.Discrete) else space
+    space.seed(seed)
+    return np.stack([np.asarray(space.sample()) for _ in range(count)])
+
+
+def _space_kwargs(space: gym.Space) -> dict[str, Any]:
+    if isinstance(space, gym.spaces.Discrete):
+        return {"n": space.n}
+    return {"low": space.low, "high": space.high, "dtype": space.dtype}
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export_checkpoint(
+    target: str | Path,
+    output: str | Path,
+    *,
+    loaded: tuple[Any, Path, dict[str, Any]] | None = None,
+) -> ExportReport:
+    """Export the online Q-network of a run directory or checkpoint to ``output``.
+
+    The file appears only after the parity check passes; a failure raises :class:`ExportError`.
+    """
+    import onnx
+
+    _, checkpoint_path, checkpoint = loaded or load_run_checkpoint(target)
+    config = resolve_config(checkpoint["config"])
+    env = make_env(config.env, training=False)
+    try:
+        agent = build_agent(config, env.observation_space, env.action_space)
+        try:
+            agent.load_state_dict(checkpoint["agent"])
+        except (RuntimeError, KeyError, ValueError) as exc:
+            raise CheckpointError(f"checkpoint {checkpoint_path} does not fit its network: {mismatch_reason(exc)}") from None
+        module = PolicyModule(agent.q_net).eval()
+        metadata = policy_metadata(config, checkpoint, env)
+        real = real_observations(env, max(PARITY_BATCHES))
+        random = random_observations(env.observation_space, max(PARITY_BATCHES))
+    finally:
+        env.close()
+
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(f".{output.name}.tmp")
+    try:
+        _torch_export(module, real[:2], tmp)
+        model = onnx.load(str(tmp))
+        del model.metadata_props[:]
+        entry = model.metadata_props.add()
+        entry.key, entry.value = md.METADATA_KEY, md.dumps(metadata)
+        model.producer_name, model.producer_version = "qagent", qagent.__version__
+        onnx.checker.check_model(model)
+        onnx.save(model, str(tmp))
+        parity = check_parity(module, tmp, {"env": real, "random": random})
+        failed = [row for row in parity if not row.ok]
+        if failed:
+            row = failed[0]
+            raise ExportError(
+                f"the exported model does not match torch on {row.batch} {row.source} observations "
+                f"(max relative difference {row.max_rel_diff:.2e}, {row.actions_equal}/{row.batch} actions equal)",
+                hint="report this with the checkpoint; the ONNX exporter may not support a layer of the network",
+            )
+        tmp.replace(output)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return ExportReport(path=output, metadata=metadata, parity=parity, checkpoint=checkpoint_path)
+
+
+def _torch_export(module: nn.Module, example: np.ndarray, path: Path) -> None:
+    """torch -> ONNX with a dynamic batch axis (the example has two rows, so 1 is not special)."""
+    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+    noise = io.StringIO()
+    onnx_logger = logging.getLogger("torch.onnx")
+    level = onnx_logger.level
+    onnx_logger.setLevel(logging.ERROR)  # e.g. "torchvision is not installed. Skipping torchvision::nms"
+    with warnings.catch_warnings(), contextlib.redirect_stdout(noise):
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (torch.as_tensor(example),),
+            str(path),
+            input_names=[md.INPUT_NAME],
+            output_names=list(md.OUTPUT_NAMES),
+            dynamic_shapes={"obs": {0: batch}},
+            dynamo=True,
+            external_data=False,
+            verbose=False,
+        )
+    onnx_logger.setLevel(level)
+
+
+def check_parity(module: nn.Module, path: Path, observations: dict[str, np.ndarray]) -> list[ParityRow]:
+    """Compare torch and onnxruntime on batches of 1 and 256 of each observation source."""
+    from qagent.serve import Policy
+
+    policy = Policy.load(path)
+    rows = []
+    for source, obs in observations.items():
+        for size in PARITY_BATCHES:
+            batch = obs[:size]
+            with torch.no_grad():
+                q_torch, a_torch = (t.numpy() for t in module(torch.as_tensor(batch)))
+            a_onnx, q_onnx = policy.predict(policy.prepare(batch)[0])
+            diff = np.abs(q_onnx.astype(np.float64) - q_torch)
+            scale = max(1.0, float(np.abs(q_torch).max()))
+            rows.append(
+                ParityRow(
+                    source=source,
+                    batch=size,
+                    max_abs_diff=float(diff.max()),
+                    max_rel_diff=float(diff.max() / scale),
+                    actions_equal=int((a_onnx == a_torch).sum()),
+                )
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------- MLflow
+
+
+def is_model_uri(target: str) -> bool:
+    """MLflow URIs (``models:/name@alias``, ``runs:/id/path``) rather than local paths."""
+    return target.startswith(("models:/", "runs:/", "mlflow-artifacts:/"))
+
+
+def fetch_from_mlflow(uri: str, output: str | Path, tracking_uri: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """Write the ONNX policy behind an MLflow model URI to ``output``; returns its metadata."""
+    import mlflow
+    import onnx
+
+    from qagent.serve import Policy
+
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
+        raise ExportError(f"cannot fetch {uri} from MLflow ({mlflow.get_tracking_uri()}): {str(exc).splitlines()[0][:200]}") from None
+    candidates = [local] if local.is_file() else sorted(local.rglob("*.onnx"))
+    if not candidates or candidates[0].suffix != ".onnx":
+        raise ExportError(f"{uri} holds no ONNX model", hint="pass a model registered by 'qagent export --register'")
+    model = onnx.load(str(candidates[0]))
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(output))
+    return output, Policy.load(output).metadata
+
+
+def register_policy(
+    path: Path,
+    name: str,
+    *,
+    alias: str = "latest",
+    tracking_uri: str | None = None,
+    run_id: str | None = None,
+    experiment: str = "qagent",
+) -> tuple[str, str]:
+    """Log the ONNX file with MLflow's ONNX flavor and register it under ``name@alias``.
+
+    The model is logged to the training run when ``run_id`` is known, else to a new run.
+    :returns: ``(model version, model URI)``.
+    """
+    import logging
+
+    import mlflow
+    import mlflow.onnx
+    import onnx
+    from mlflow.tracking import MlflowClient
+
+    for logger in ("mlflow", "alembic"):
+        logging.getLogger(logger).setLevel(logging.WARNING)
+    if tracking_uri:
+        mlflow.set_tracking_uri(tracking_uri)
+    client = MlflowClient()
+    model = onnx.load(str(path))
+    metadata = {p.key: p.value for p in model.metadata_props}
+    if run_id is not None:
+        try:
+            client.get_run(run_id)
+        except Exception:  # noqa: BLE001 - a deleted run, or another store
+            run_id = None
+    if run_id is None:
+        mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_id=run_id, run_name=None if run_id else f"export-{name}"):
+        info = mlflow.onnx.log_model(
+            model,
+            name="policy",
+            registered_model_name=name,
+            onnx_execution_providers=["CPUExecutionProvider"],
+            save_as_external_data=False,
+            metadata=metadata,
+        )
+    version = str(info.registered_model_version)
+    client.set_registered_model_alias(name, alias, version)
+    return version, f"models:/{name}@{alias}"
