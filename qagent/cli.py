@@ -262,7 +262,7 @@ def evaluate(target: str, episodes: int, epsilon: float, seed: int, output: str 
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="ONNX file to write (default: RUN_DIR/policy.onnx).")
 @click.option("--best", is_flag=True, help="Export the run's best checkpoint (checkpoints/best.pt), not the newest.")
 @click.option("--register", metavar="NAME", help="Also log the file to MLflow (ONNX flavor) and register it as NAME.")
-@click.option("--alias", default="latest", show_default=True, help="Registry alias for --register.")
+@click.option("--alias", default="champion", show_default=True, help="Registry alias for --register (models:/NAME/latest always names the newest version).")
 @click.option("--tracking-uri", help="MLflow tracking URI for --register and model URIs.")
 @plugin_option
 @handle_errors
@@ -278,12 +278,18 @@ def export(
     """Export a trained policy to ONNX (checked against torch), or fetch one from MLflow.
 
     TARGET is a run directory, a checkpoint file, or an MLflow model URI such as
-    models:/cartpole-dqn@latest.
+    models:/cartpole-dqn@champion or models:/cartpole-dqn/latest.
     """
     from rich.console import Console
 
+    from qagent.errors import QAgentError
     from qagent.export import export_checkpoint, fetch_from_mlflow, is_model_uri, register_policy
 
+    if register and alias.lower() == "latest":
+        raise QAgentError(
+            "MLflow reserves the alias 'latest' (models:/NAME/latest already names the newest version)",
+            hint="pick another alias, e.g. --alias champion",
+        )
     console = Console()
     if is_model_uri(target):
         path, metadata = fetch_from_mlflow(target, output or "policy.onnx", tracking_uri)

@@ -320,7 +320,7 @@ def register_policy(
     path: Path,
     name: str,
     *,
-    alias: str = "latest",
+    alias: str = "champion",
     tracking_uri: str | None = None,
     run_id: str | None = None,
     experiment: str = "qagent",

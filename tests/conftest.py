@@ -70,3 +70,18 @@ TINY_LOOP = (
     "--set", "eval.final_episodes=3",
 )
 TINY = (*TINY_LOOP, "--set", "exploration.decay_steps=500")
+
+
+@pytest.fixture(scope="session")
+def exported_cartpole(tmp_path_factory):
+    """A briefly trained CartPole DQN run and its ONNX export: ``(TrainResult, ExportReport)``."""
+    from qagent.config import resolve_config
+    from qagent.export import export_checkpoint
+    from qagent.training import start_training
+
+    folder = tmp_path_factory.mktemp("export")
+    sets = [TINY[i + 1] for i in range(0, len(TINY), 2)]
+    config = resolve_config({}, [*sets, "tracking.enabled=false", "train.total_steps=1500", "seed=2"])
+    result = start_training(config, runs_dir=folder / "runs", run_name="cartpole", progress=False)
+    report = export_checkpoint(result.run_dir, folder / "cartpole.onnx")
+    return result, report
