@@ -1,4 +1,5 @@
-# make demo : install into .venv, train DQN on CartPole, evaluate it, print where the MLflow run is
+# make demo : install into .venv, train DQN on CartPole, evaluate it (printing where the MLflow
+#             run is), export it to ONNX, evaluate the ONNX file and play an episode over HTTP
 # make test : install into .venv and run the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -20,6 +21,9 @@ install: $(BIN)/qagent
 demo: install
 	$(BIN)/qagent train --config cartpole-dqn --seed 0 --run-name $(DEMO_RUN)
 	$(BIN)/qagent eval runs/$(DEMO_RUN) --episodes 100
+	$(BIN)/qagent export runs/$(DEMO_RUN) -o runs/$(DEMO_RUN)/policy.onnx
+	$(BIN)/qagent eval runs/$(DEMO_RUN)/policy.onnx --episodes 100
+	$(BIN)/python examples/serve_client.py runs/$(DEMO_RUN)/policy.onnx
 
 test: install
 	$(BIN)/python -m pytest

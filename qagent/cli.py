@@ -347,55 +347,20 @@ def _parity_table(report: Any) -> Any:
 # --------------------------------------------------------------------------- serve
 
 
-@main.command()
-@click.argument("policy", metavar="POLICY.onnx")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind (0.0.0.0 for all).")
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port (0 picks a free one).")
-@click.option("--workers", type=click.IntRange(min=1), help="Inferences at the same time [default: one per core].")
-@click.option("--model-name", help="Model name in v2 URLs [default: the file name without .onnx].")
-@click.option("--max-body", default=8 << 20, show_default=True, type=click.IntRange(min=1), help="Largest request body in bytes.")
-@click.option("--max-batch", default=4096, show_default=True, type=click.IntRange(min=1), help="Largest batch of observations.")
-@click.option("--session-ttl", default=600.0, show_default=True, type=click.FloatRange(min=1), help="Seconds before an idle session expires.")
-@click.option("--access-log", is_flag=True, help="Log every request to stderr.")
-@handle_errors
-def serve(
-    policy: str,
-    host: str,
-    port: int,
-    workers: int | None,
-    model_name: str | None,
-    max_body: int,
-    max_batch: int,
-    session_ttl: float,
-    access_log: bool,
-) -> None:
+@main.command(
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []},
+    add_help_option=False,
+)
+@click.pass_context
+def serve(ctx: click.Context) -> None:
     """Serve an exported policy over HTTP (qagent v1 API and the Open Inference Protocol v2).
 
-    Torch-free: only numpy and onnxruntime are loaded.
+    Torch-free: only numpy and onnxruntime are loaded. The options are those of
+    'python -m qagent.serve'; see 'qagent serve --help'.
     """
-    import errno
-    import os
+    from qagent.serve.__main__ import main as serve_main
 
-    from qagent.errors import QAgentError
-    from qagent.serve import PolicyLoadError
-    from qagent.serve.http import ServerOptions, run_server
-
-    options = ServerOptions(
-        model_name=model_name or Path(policy).stem,
-        max_body_bytes=max_body,
-        max_batch=max_batch,
-        session_ttl=session_ttl,
-        workers=workers or os.cpu_count() or 1,
-        access_log=access_log,
-    )
-    try:
-        run_server(policy, host, port, options, announce=lambda line: click.echo(line, err=True))
-    except PolicyLoadError as exc:
-        raise QAgentError(str(exc), hint="export a policy with 'qagent export RUN_DIR -o policy.onnx'") from None
-    except OSError as exc:
-        if exc.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL):
-            raise QAgentError(f"cannot listen on {host}:{port}: {exc.strerror}", hint="pick another --port") from None
-        raise
+    sys.exit(serve_main(list(ctx.args), prog="qagent serve"))
 
 
 # --------------------------------------------------------------------------- plugins

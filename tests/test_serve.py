@@ -354,8 +354,41 @@ def test_cli_serve_starts_and_stops_on_sigterm(exported_cartpole, tmp_path):
         proc.kill()
 
 
-def test_cli_serve_errors(tmp_path):
+def test_cli_serve_errors(tmp_path, exported_cartpole):
     from conftest import run_qagent
 
     missing = run_qagent("serve", "missing.onnx", cwd=tmp_path)
     assert missing.returncode == 2 and "no policy file at missing.onnx" in missing.stderr and "Traceback" not in missing.stderr
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        busy = run_qagent("serve", str(exported_cartpole[1].path), "--port", str(port), cwd=tmp_path)
+    assert busy.returncode == 2 and f"cannot listen on 127.0.0.1:{port}" in busy.stderr
+    bad_option = run_qagent("serve", "x.onnx", "--port", "http", cwd=tmp_path)
+    assert bad_option.returncode == 2 and "invalid int value" in bad_option.stderr
+
+
+def test_example_client_plays_an_episode_through_the_server(exported_cartpole):
+    from conftest import ROOT
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "serve_client.py"), str(exported_cartpole[1].path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "played one episode through the server" in result.stdout
+
+
+def test_module_entry_point_serves_without_click(exported_cartpole):
+    code = (
+        "import sys, runpy; sys.argv = ['x', sys.argv[1], '--port', '0'];"
+        "import threading, os, signal;"
+        "threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGTERM)).start();"
+        "runpy.run_module('qagent.serve', run_name='__main__')"
+    )
+    proc = subprocess.run([sys.executable, "-c", code, str(exported_cartpole[1].path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "serving" in proc.stderr
+    missing = subprocess.run([sys.executable, "-m", "qagent.serve", "missing.onnx"], capture_output=True, text=True)
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no policy file")
