@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DEMO_RUN := cartpole-demo-$(shell date +%Y%m%d-%H%M%S)
 
-.PHONY: install demo test clean
+.PHONY: install demo test clean format
 
 # constraints.txt pins torch to a release whose CPU wheel the development machines keep on
 # disk; anywhere else pip fetches the same release from PyPI as usual.
@@ -30,3 +30,7 @@ test: install
 
 clean:
 	rm -rf $(VENV) runs mlflow.db mlruns mlartifacts .pytest_cache
+
+format: install
+	$(BIN)/python -m ruff format qagent benchmarks examples tests
+	$(BIN)/python -m ruff check --fix qagent benchmarks examples tests

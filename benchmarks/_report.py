@@ -7,6 +7,7 @@ rerunning one benchmark leaves the others' tables alone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -46,10 +47,8 @@ def machine() -> dict[str, Any]:
         pass
     versions = {}
     for module in ("torch", "numpy", "gymnasium", "stable_baselines3", "qagent"):
-        try:
+        with contextlib.suppress(ImportError):
             versions[module] = __import__(module).__version__
-        except ImportError:
-            pass
     return {
         "cpu": cpu,
         "cores": os.cpu_count(),
@@ -95,6 +94,31 @@ def write_section(name: str, markdown: str) -> Path:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         return ""
+
+
+def publish(name: str, title: str, body: list[str], data: dict[str, Any], write: bool = True) -> str:
+    """Print a section (title, command, machine, then ``body``); with ``write``, record it.
+
+    Writes ``docs/benchmarks/<name>.json`` (``data`` plus machine and command) and replaces
+    the section ``name`` of ``docs/benchmarks.md``.
+    """
+    info = machine()
+    markdown = "\n".join(
+        [
+            f"## {title}",
+            "",
+            f"Command: `{command_line()}` (commit {git_commit()}).",
+            f"Machine: {machine_line(info)}.",
+            *body,
+        ]
+    )
+    print(markdown)
+    if write:
+        write_json(name, {"machine": info, "command": command_line(), **data})
+        write_section(name, markdown)
+    return markdown

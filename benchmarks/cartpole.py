@@ -22,23 +22,35 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import command_line, git_commit, machine, machine_line, write_json, write_section  # noqa: E402
+from _report import publish  # noqa: E402
 
 THRESHOLD = 475.0
 
 
 def run_seed(seed: int, args: argparse.Namespace, runs_dir: Path) -> dict[str, Any]:
     cmd = [
-        sys.executable, "-m", "qagent", "train",
-        "--config", args.config,
-        "--seed", str(seed),
-        "--runs-dir", str(runs_dir),
-        "--run-name", f"seed-{seed}",
-        "--no-track", "--no-progress",
-        "--set", f"eval.every={args.eval_every}",
-        "--set", "eval.episodes=100",
-        "--set", "eval.final_episodes=100",
-        "--set", f"train.torch_threads={args.threads}",
+        sys.executable,
+        "-m",
+        "qagent",
+        "train",
+        "--config",
+        args.config,
+        "--seed",
+        str(seed),
+        "--runs-dir",
+        str(runs_dir),
+        "--run-name",
+        f"seed-{seed}",
+        "--no-track",
+        "--no-progress",
+        "--set",
+        f"eval.every={args.eval_every}",
+        "--set",
+        "eval.episodes=100",
+        "--set",
+        "eval.final_episodes=100",
+        "--set",
+        f"train.torch_threads={args.threads}",
     ]
     for override in args.set:
         cmd += ["--set", override]
@@ -83,30 +95,20 @@ def main() -> None:
         f"| {r['final_mean']:.1f} ± {r['final_std']:.1f} | {r['train_seconds']:.0f} | {r['wall_seconds']:.0f} |"
         for r in results
     ]
-    summary = (
-        f"{len(reached)} of {len(results)} seeds reach a 100-episode greedy mean of {THRESHOLD:.0f}"
-        + (f" (median {statistics.median(reached):,.0f} env steps, at most {max(reached):,})" if reached else "")
+    summary = f"{len(reached)} of {len(results)} seeds reach a 100-episode greedy mean of {THRESHOLD:.0f}" + (
+        f" (median {statistics.median(reached):,.0f} env steps, at most {max(reached):,})" if reached else ""
     )
-    info = machine()
-    markdown = "\n".join(
-        [
-            "## CartPole-v1, DQN (`cartpole-dqn` preset)",
-            "",
-            f"Command: `{command_line()}` (commit {git_commit()}).",
-            f"Machine: {machine_line(info)}.",
-            f"Each seed trains through `qagent train`; a 100-episode greedy evaluation runs every {args.eval_every:,} env steps.",
-            "",
-            "| seed | env steps to 475 | final eval (100 episodes) | train time (s) | wall time (s) |",
-            "|---:|---:|---:|---:|---:|",
-            *rows,
-            "",
-            summary + ".",
-        ]
-    )
-    print(markdown)
-    if not args.no_write:
-        write_json("cartpole", {"machine": info, "command": command_line(), "overrides": args.set, "results": results})
-        write_section("cartpole", markdown)
+    body = [
+        f"Each seed trains through `qagent train`; a 100-episode greedy evaluation runs every {args.eval_every:,} env steps.",
+        "",
+        "| seed | env steps to 475 | final eval (100 episodes) | train time (s) | wall time (s) |",
+        "|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        summary + ".",
+    ]
+    data = {"overrides": args.set, "results": results}
+    publish("cartpole", "CartPole-v1, DQN (`cartpole-dqn` preset)", body, data, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import command_line, git_commit, machine, machine_line, write_json, write_section  # noqa: E402
+from _report import publish  # noqa: E402
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -48,15 +48,37 @@ def time_calls(fn, inputs, warmup: int = 200) -> dict[str, float]:
 
 def make_policy(folder: Path) -> Path:
     run = subprocess.run(
-        [sys.executable, "-m", "qagent", "train", "--config", "cartpole-dqn", "--total-steps", "2000",
-         "--no-track", "--no-progress", "--runs-dir", str(folder), "--run-name", "serve", "--set", "eval.every=null",
-         "--set", "eval.final_episodes=1"],
-        capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "qagent",
+            "train",
+            "--config",
+            "cartpole-dqn",
+            "--total-steps",
+            "2000",
+            "--no-track",
+            "--no-progress",
+            "--runs-dir",
+            str(folder),
+            "--run-name",
+            "serve",
+            "--set",
+            "eval.every=null",
+            "--set",
+            "eval.final_episodes=1",
+        ],
+        capture_output=True,
+        text=True,
     )
     if run.returncode:
         raise RuntimeError(run.stderr)
     path = folder / "cartpole.onnx"
-    export = subprocess.run([sys.executable, "-m", "qagent", "export", str(folder / "serve"), "-o", str(path)], capture_output=True, text=True)
+    export = subprocess.run(
+        [sys.executable, "-m", "qagent", "export", str(folder / "serve"), "-o", str(path)],
+        capture_output=True,
+        text=True,
+    )
     if export.returncode:
         raise RuntimeError(export.stderr)
     return path
@@ -97,8 +119,22 @@ def in_process(policy_path: Path, n: int) -> dict[str, dict[str, float]]:
 def start_server(policy_path: Path) -> tuple[subprocess.Popen, int, float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "qagent", "serve", str(policy_path), "--port", "0", "--model-name", "cartpole", "--workers", "2"],
-        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+        [
+            sys.executable,
+            "-m",
+            "qagent",
+            "serve",
+            str(policy_path),
+            "--port",
+            "0",
+            "--model-name",
+            "cartpole",
+            "--workers",
+            "2",
+        ],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
     )
     line = proc.stderr.readline()
     port = int(line.split(" at ", 1)[1].split(" ", 1)[0].rsplit(":", 1)[1])
@@ -180,37 +216,29 @@ def main() -> None:
         local = in_process(path, args.calls) if args.policy is None else {}
         remote = over_http(path, args.calls)
 
-    info = machine()
     rows = [f"| {name} | {r['p50_us']:.0f} | {r['p99_us']:.0f} |" for name, r in local.items()]
+    concurrent = remote["concurrent_8"]
     http_rows = [
         f"| `POST /v1/act`, one client | {remote['v1_act']['p50_us']:.0f} | {remote['v1_act']['p99_us']:.0f} | |",
         f"| `POST /v2/models/cartpole/infer`, one client | {remote['v2_infer']['p50_us']:.0f} | {remote['v2_infer']['p99_us']:.0f} | |",
-        f"| `POST /v1/act`, 8 concurrent clients | {remote['concurrent_8']['p50_us']:.0f} | {remote['concurrent_8']['p99_us']:.0f} "
-        f"| {remote['concurrent_8']['requests_per_second']:,.0f} |",
+        f"| `POST /v1/act`, 8 concurrent clients | {concurrent['p50_us']:.0f} | {concurrent['p99_us']:.0f} "
+        f"| {concurrent['requests_per_second']:,.0f} |",
     ]
-    markdown = "\n".join(
-        [
-            "## Serving latency (CartPole DQN, 4-256-256-2 MLP, one observation per call)",
-            "",
-            f"Command: `{command_line()}` (commit {git_commit()}).",
-            f"Machine: {machine_line(info)}.",
-            "",
-            "| in process | p50 (µs) | p99 (µs) |",
-            "|---|---:|---:|",
-            *rows,
-            "",
-            f"`qagent serve` answers its first request {min(remote['start_seconds']):.2f} s after it is started "
-            f"(best of three; all: {', '.join(f'{s:.2f}' for s in remote['start_seconds'])} s).",
-            "",
-            "| over HTTP on 127.0.0.1 (keep-alive) | p50 (µs) | p99 (µs) | requests/s |",
-            "|---|---:|---:|---:|",
-            *http_rows,
-        ]
-    )
-    print(markdown)
-    if not args.no_write:
-        write_json("serve_latency", {"machine": info, "command": command_line(), "in_process": local, "http": remote})
-        write_section("serve_latency", markdown)
+    body = [
+        "",
+        "| in process | p50 (µs) | p99 (µs) |",
+        "|---|---:|---:|",
+        *rows,
+        "",
+        f"`qagent serve` answers its first request {min(remote['start_seconds']):.2f} s after it is started "
+        f"(best of three; all: {', '.join(f'{s:.2f}' for s in remote['start_seconds'])} s).",
+        "",
+        "| over HTTP on 127.0.0.1 (keep-alive) | p50 (µs) | p99 (µs) | requests/s |",
+        "|---|---:|---:|---:|",
+        *http_rows,
+    ]
+    title = "Serving latency (CartPole DQN, 4-256-256-2 MLP, one observation per call)"
+    publish("serve_latency", title, body, {"in_process": local, "http": remote}, write=not args.no_write)
 
 
 if __name__ == "__main__":

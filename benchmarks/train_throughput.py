@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import command_line, git_commit, machine, machine_line, write_json, write_section  # noqa: E402
+from _report import publish  # noqa: E402
 
 ZOO = {
     "lr": 2.3e-3,
@@ -87,7 +87,18 @@ def qagent_run(steps: int, threads: int, seed: int) -> float:
         "seed": seed,
     }
     with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "qagent", "train", "--no-track", "--no-progress", "--runs-dir", tmp, "--run-name", "bench"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "qagent",
+            "train",
+            "--no-track",
+            "--no-progress",
+            "--runs-dir",
+            tmp,
+            "--run-name",
+            "bench",
+        ]
         for key, value in sets.items():
             cmd += ["--set", f"{key}={value}"]
         proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -123,10 +134,19 @@ def main() -> None:
         for repeat in range(args.repeats):
             q = qagent_run(args.steps, threads, args.seed)
             s = sb3_run(args.steps, threads, args.seed)
-            results.append({"threads": threads, "repeat": repeat, "qagent": round(q, 1), "sb3": round(s, 1), "ratio": round(q / s, 2)})
-            print(f"threads={threads} repeat={repeat}: qagent {q:,.0f} steps/s, SB3 {s:,.0f} steps/s, ratio {q / s:.2f}")
+            results.append(
+                {
+                    "threads": threads,
+                    "repeat": repeat,
+                    "qagent": round(q, 1),
+                    "sb3": round(s, 1),
+                    "ratio": round(q / s, 2),
+                }
+            )
+            print(
+                f"threads={threads} repeat={repeat}: qagent {q:,.0f} steps/s, SB3 {s:,.0f} steps/s, ratio {q / s:.2f}"
+            )
 
-    info = machine()
     updates = (args.steps - ZOO["learning_starts"]) // ZOO["train_freq"] * ZOO["gradient_steps"]
     per_update = lambda sps: 1000 * args.steps / sps / updates  # noqa: E731 - ms of loop time per gradient step
     rows = [
@@ -134,30 +154,22 @@ def main() -> None:
         f"| {per_update(r['qagent']):.2f} | {per_update(r['sb3']):.2f} |"
         for r in results
     ]
-    markdown = "\n".join(
-        [
-            "## Training throughput: qagent vs Stable-Baselines3 (CartPole-v1, RL Zoo hyperparameters)",
-            "",
-            f"Command: `{command_line()}` (commit {git_commit()}).",
-            f"Machine: {machine_line(info)}.",
-            f"{args.steps:,} env steps each ({updates:,} gradient steps of batch 64 on a 4-256-256-2 MLP), "
-            "each run in a fresh process, evaluation and tracking off.",
-            "",
-            "| torch threads | qagent (env steps/s) | SB3 (env steps/s) | qagent / SB3 | qagent ms per gradient step | SB3 ms per gradient step |",
-            "|---:|---:|---:|---:|---:|---:|",
-            *rows,
-            "",
-            "The last two columns divide the whole loop's time (acting included) by the number of gradient steps: "
-            "this setting is bound by gradient steps. qagent's step is one fused Adam kernel, foreach gradient "
-            "clipping, one replay gather per training round and denormals flushed to zero; what remains is eager "
-            "PyTorch's forward and backward passes (per-op dispatch and autograd bookkeeping at these small sizes, "
-            "plus the matrix products themselves).",
-        ]
-    )
-    print(markdown)
-    if not args.no_write:
-        write_json("train_throughput", {"machine": info, "command": command_line(), "hyperparameters": ZOO, "results": results})
-        write_section("train_throughput", markdown)
+    body = [
+        f"{args.steps:,} env steps each ({updates:,} gradient steps of batch 64 on a 4-256-256-2 MLP), "
+        "each run in a fresh process, evaluation and tracking off.",
+        "",
+        "| torch threads | qagent (env steps/s) | SB3 (env steps/s) | qagent / SB3 | qagent ms per gradient step | SB3 ms per gradient step |",
+        "|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        "The last two columns divide the whole loop's time (acting included) by the number of gradient steps: "
+        "this setting is bound by gradient steps. qagent's step is one fused Adam kernel, foreach gradient "
+        "clipping, one replay gather per training round and denormals flushed to zero; what remains is eager "
+        "PyTorch's forward and backward passes (per-op dispatch and autograd bookkeeping at these small sizes, "
+        "plus the matrix products themselves).",
+    ]
+    title = "Training throughput: qagent vs Stable-Baselines3 (CartPole-v1, RL Zoo hyperparameters)"
+    publish("train_throughput", title, body, {"hyperparameters": ZOO, "results": results}, write=not args.no_write)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ def post(conn: http.client.HTTPConnection, path: str, body: dict) -> dict:
 
 
 def main(path: str) -> None:
-    server = subprocess.Popen([sys.executable, "-m", "qagent.serve", path, "--port", "0"], stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "qagent.serve", path, "--port", "0"], stderr=subprocess.PIPE, text=True
+    )
     started = time.perf_counter()
     try:
         announcement = server.stderr.readline()
@@ -54,8 +56,10 @@ def main(path: str) -> None:
         conn.request("DELETE", f"/v1/sessions/{session}")
         conn.getresponse().read()
         batch = post(conn, "/v1/act", {"obs": [obs.tolist(), obs.tolist()]})
-        print(f"played one episode through the server: return {episode_return:.0f} in {steps} steps; "
-              f"batch answer {batch['actions']}")
+        print(
+            f"played one episode through the server: return {episode_return:.0f} in {steps} steps; "
+            f"batch answer {batch['actions']}"
+        )
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=20)

@@ -28,7 +28,9 @@ def _echo_error(message: str, hint: str | None = None) -> None:
         click.echo(f"hint: {hint}", err=True)
 
 
-def _show_warning(message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+def _show_warning(
+    message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
+) -> None:
     click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
@@ -118,7 +120,9 @@ def _tracking_overrides(tracking_uri: str | None, experiment: str | None, no_tra
 
 @main.command()
 @click.option("--config", "-c", "config_file", metavar="FILE|PRESET", help="YAML config file or preset name.")
-@click.option("--set", "-s", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+@click.option(
+    "--set", "-s", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable)."
+)
 @click.option("--env", metavar="ID", help="Shortcut for --set env.id=ID.")
 @click.option("--agent", metavar="NAME", help="Shortcut for --set agent.name=NAME.")
 @click.option("--seed", type=int, help="Shortcut for --set seed=S.")
@@ -176,13 +180,17 @@ def train(
 
 def _print_train_result(result: Any) -> None:
     status = "interrupted" if result.interrupted else "finished"
-    click.echo(f"run {status} at step {result.step:,} ({result.episodes:,} episodes, {result.steps_per_second:,.0f} steps/s)")
+    click.echo(
+        f"run {status} at step {result.step:,} ({result.episodes:,} episodes, {result.steps_per_second:,.0f} steps/s)"
+    )
     if result.last_eval:
         e = result.last_eval
-        click.echo(f"last evaluation (step {e['step']:,}): return {e['mean']:.2f} ± {e['std']:.2f} over {e['episodes']} episodes")
+        summary = f"return {e['mean']:.2f} ± {e['std']:.2f} over {e['episodes']} episodes"
+        click.echo(f"last evaluation (step {e['step']:,}): {summary}")
     if result.best_eval and result.best_checkpoint:
         b = result.best_eval
-        click.echo(f"best evaluation (step {b['step']:,}): return {b['mean']:.2f} ± {b['std']:.2f}, kept in {result.best_checkpoint}")
+        summary = f"return {b['mean']:.2f} ± {b['std']:.2f}, kept in {result.best_checkpoint}"
+        click.echo(f"best evaluation (step {b['step']:,}): {summary}")
     click.echo(f"run directory: {result.run_dir}")
     click.echo(f"checkpoint:    {result.checkpoint}")
     click.echo(f"tracking:      {result.tracking}")
@@ -200,12 +208,18 @@ def _print_train_result(result: Any) -> None:
 @main.command("eval")
 @click.argument("target", metavar="RUN_DIR|CHECKPOINT|POLICY.onnx")
 @click.option("--episodes", "-n", default=10, show_default=True, type=click.IntRange(min=1), help="Episodes to play.")
-@click.option("--epsilon", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Random-action probability.")
+@click.option(
+    "--epsilon", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Random-action probability."
+)
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Episode j starts from seed+j.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="JSON file for the results (default: RUN_DIR/eval.json).")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False), help="JSON file for the results (default: RUN_DIR/eval.json)."
+)
 @plugin_option
 @handle_errors
-def evaluate(target: str, episodes: int, epsilon: float, seed: int, output: str | None, plugins: tuple[str, ...]) -> None:
+def evaluate(
+    target: str, episodes: int, epsilon: float, seed: int, output: str | None, plugins: tuple[str, ...]
+) -> None:
     """Evaluate a trained agent; prints a table and writes JSON (mean, std, min, max, median, episodes).
 
     An exported POLICY.onnx is evaluated through qagent.serve, the torch-free runtime a game
@@ -259,10 +273,17 @@ def evaluate(target: str, episodes: int, epsilon: float, seed: int, output: str 
 
 @main.command()
 @click.argument("target", metavar="RUN_DIR|CHECKPOINT|MODEL_URI")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), help="ONNX file to write (default: RUN_DIR/policy.onnx).")
+@click.option(
+    "--output", "-o", type=click.Path(dir_okay=False), help="ONNX file to write (default: RUN_DIR/policy.onnx)."
+)
 @click.option("--best", is_flag=True, help="Export the run's best checkpoint (checkpoints/best.pt), not the newest.")
 @click.option("--register", metavar="NAME", help="Also log the file to MLflow (ONNX flavor) and register it as NAME.")
-@click.option("--alias", default="champion", show_default=True, help="Registry alias for --register (models:/NAME/latest always names the newest version).")
+@click.option(
+    "--alias",
+    default="champion",
+    show_default=True,
+    help="Registry alias for --register (models:/NAME/latest always names the newest version).",
+)
 @click.option("--tracking-uri", help="MLflow tracking URI for --register and model URIs.")
 @plugin_option
 @handle_errors
@@ -303,7 +324,9 @@ def export(
         if run is None or not run.best_path.exists():
             from qagent.errors import CheckpointError
 
-            raise CheckpointError(f"{target} has no best checkpoint (checkpoints/best.pt)", hint="train with train.keep_best=true")
+            raise CheckpointError(
+                f"{target} has no best checkpoint (checkpoints/best.pt)", hint="train with train.keep_best=true"
+            )
         target = str(run.best_path)
     loaded = load_run_checkpoint(target)
     run = loaded[0]
@@ -412,12 +435,16 @@ def config() -> None:
 
 @config.command("show")
 @click.option("--config", "-c", "config_file", metavar="FILE|PRESET", help="YAML config file or preset name.")
-@click.option("--set", "-s", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable).")
+@click.option(
+    "--set", "-s", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key (repeatable)."
+)
 @click.option("--env", metavar="ID", help="Shortcut for --set env.id=ID.")
 @click.option("--agent", metavar="NAME", help="Shortcut for --set agent.name=NAME.")
 @plugin_option
 @handle_errors
-def config_show(config_file: str | None, overrides: tuple[str, ...], env: str | None, agent: str | None, plugins: tuple[str, ...]) -> None:
+def config_show(
+    config_file: str | None, overrides: tuple[str, ...], env: str | None, agent: str | None, plugins: tuple[str, ...]
+) -> None:
     """Print the resolved config as YAML, each key with its documentation."""
     from qagent.config import documented_yaml, load_config
 

@@ -105,7 +105,7 @@ class TrainConfig(Section):
     total_steps: PositiveInt = 50_000
     """Environment steps to train for, summed over all envs."""
     checkpoint_every: PositiveInt | None = 10_000
-    """Write a checkpoint every this many env steps, so a crashed run can resume (None: only at the end and on Ctrl-C)."""
+    """Checkpoint every this many env steps, so a crashed run can resume (None: only at the end and on Ctrl-C)."""
     keep_checkpoints: PositiveInt = 3
     """Periodic checkpoints to keep (the newest ones); the final one is always kept."""
     save_buffer: bool = False
@@ -394,7 +394,6 @@ def load_config(config_file: str | None = None, overrides: list[str] | tuple[str
     """Resolve a run config from an optional preset file or name plus overrides."""
     preset = load_yaml(find_preset(config_file)) if config_file else {}
     return resolve_config(preset, overrides)
-
 
 
 def documented_yaml(config: RunConfig) -> str:

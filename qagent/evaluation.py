@@ -178,5 +178,10 @@ def evaluate_policy_file(path: str | Path, episodes: int, seed: int, epsilon: fl
         result = evaluator.run(policy.q_values, episodes, seed, epsilon)
     finally:
         evaluator.close()
-    result.extra = {"policy": str(path), "step": meta["training"]["steps"], "env": meta["env"]["id"], "agent": meta["agent"]}
+    result.extra = {
+        "policy": str(path),
+        "step": meta["training"]["steps"],
+        "env": meta["env"]["id"],
+        "agent": meta["agent"],
+    }
     return result

@@ -201,7 +201,9 @@ def export_checkpoint(
         try:
             agent.load_state_dict(checkpoint["agent"])
         except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"checkpoint {checkpoint_path} does not fit its network: {mismatch_reason(exc)}") from None
+            raise CheckpointError(
+                f"checkpoint {checkpoint_path} does not fit its network: {mismatch_reason(exc)}"
+            ) from None
         module = PolicyModule(agent.q_net).eval()
         metadata = policy_metadata(config, checkpoint, env)
         real = real_observations(env, max(PARITY_BATCHES))
@@ -305,7 +307,9 @@ def fetch_from_mlflow(uri: str, output: str | Path, tracking_uri: str | None = N
     try:
         local = Path(mlflow.artifacts.download_artifacts(artifact_uri=uri))
     except Exception as exc:  # noqa: BLE001 - MLflow raises many types for a bad URI
-        raise ExportError(f"cannot fetch {uri} from MLflow ({mlflow.get_tracking_uri()}): {str(exc).splitlines()[0][:200]}") from None
+        raise ExportError(
+            f"cannot fetch {uri} from MLflow ({mlflow.get_tracking_uri()}): {str(exc).splitlines()[0][:200]}"
+        ) from None
     candidates = [local] if local.is_file() else sorted(local.rglob("*.onnx"))
     if not candidates or candidates[0].suffix != ".onnx":
         raise ExportError(f"{uri} holds no ONNX model", hint="pass a model registered by 'qagent export --register'")

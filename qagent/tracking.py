@@ -146,8 +146,7 @@ class MLflowTracker(Tracker):
     def _fail(self, exc: Exception) -> None:
         self._broken = True
         warnings.warn(
-            f"MLflow logging failed ({_first_line(exc)}); training goes on and the run directory "
-            "keeps its records",
+            f"MLflow logging failed ({_first_line(exc)}); training goes on and the run directory keeps its records",
             stacklevel=3,
         )
 

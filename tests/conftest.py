@@ -49,7 +49,9 @@ def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
-def run_qagent(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_qagent(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess:
     """Run ``python -m qagent ARGS`` as a user would, capturing its output."""
     full_env = {k: v for k, v in os.environ.items() if k not in ("QAGENT_PLUGINS", "MLFLOW_TRACKING_URI")}
     full_env.update(env or {})
@@ -60,14 +62,22 @@ def run_qagent(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout
 
 # Settings that make a CartPole run finish in seconds (TINY_LOOP leaves exploration alone).
 TINY_LOOP = (
-    "--set", "agent.learning_starts=100",
-    "--set", "agent.train_freq=16",
-    "--set", "agent.gradient_steps=4",
-    "--set", "agent.batch_size=32",
-    "--set", "network.hidden_sizes=[32,32]",
-    "--set", "eval.every=500",
-    "--set", "eval.episodes=2",
-    "--set", "eval.final_episodes=3",
+    "--set",
+    "agent.learning_starts=100",
+    "--set",
+    "agent.train_freq=16",
+    "--set",
+    "agent.gradient_steps=4",
+    "--set",
+    "agent.batch_size=32",
+    "--set",
+    "network.hidden_sizes=[32,32]",
+    "--set",
+    "eval.every=500",
+    "--set",
+    "eval.episodes=2",
+    "--set",
+    "eval.final_episodes=3",
 )
 TINY = (*TINY_LOOP, "--set", "exploration.decay_steps=500")
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-
 from conftest import EXAMPLE_PLUGIN, TINY, TINY_LOOP, run_qagent
 
 
@@ -37,14 +36,27 @@ def test_train_eval_round_trip_with_default_mlflow_store(tmp_path):
     assert data["episodes"] == 4 and len(data["returns"]) == 4 and data["seed"] == 2
     assert {"mean", "std", "min", "max", "median"} <= set(data)
 
-    explicit = run_qagent("eval", "runs/cli/checkpoints/step-0000001000.pt", "-n", "4", "--seed", "2", "-o", "out.json", cwd=tmp_path)
+    explicit = run_qagent(
+        "eval", "runs/cli/checkpoints/step-0000001000.pt", "-n", "4", "--seed", "2", "-o", "out.json", cwd=tmp_path
+    )
     assert explicit.returncode == 0
     assert json.loads((tmp_path / "out.json").read_text())["returns"] == data["returns"]
 
 
 def test_example_plugin_trains_evaluates_and_lists(tmp_path):
-    args = ("--plugin", str(EXAMPLE_PLUGIN), "--env", "corridor", "--agent", "mellowmax-dqn", "--set", "exploration.name=ez-greedy")
-    train = run_qagent("train", *args, *TINY_LOOP, "--total-steps", "1500", "--no-track", "--run-name", "plugin", cwd=tmp_path)
+    args = (
+        "--plugin",
+        str(EXAMPLE_PLUGIN),
+        "--env",
+        "corridor",
+        "--agent",
+        "mellowmax-dqn",
+        "--set",
+        "exploration.name=ez-greedy",
+    )
+    train = run_qagent(
+        "train", *args, *TINY_LOOP, "--total-steps", "1500", "--no-track", "--run-name", "plugin", cwd=tmp_path
+    )
     assert train.returncode == 0, train.stderr
     checkpoint = (tmp_path / "runs/plugin/config.yaml").read_text()
     assert "name: mellowmax-dqn" in checkpoint and "omega: 10.0" in checkpoint and "name: ez-greedy" in checkpoint
@@ -83,7 +95,10 @@ def finished_run(tmp_path_factory):
         (("train", "--tracking-uri", "sqlit:///x.db"), "cannot open the MLflow tracking store"),
         (("eval", "runs/missing"), "no run directory or checkpoint at runs/missing"),
         (("eval", "runs/done/checkpoints/broken.pt"), "is corrupt or not a qagent checkpoint"),
-        (("train", "--resume", "runs/done", "--set", "network.hidden_sizes=[8]"), "cannot resume: network.hidden_sizes changed"),
+        (
+            ("train", "--resume", "runs/done", "--set", "network.hidden_sizes=[8]"),
+            "cannot resume: network.hidden_sizes changed",
+        ),
         (("train", "--resume", "runs/done"), "already reached train.total_steps"),
         (("train", "--resume", "runs/missing"), "no run directory or checkpoint"),
     ],

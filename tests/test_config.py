@@ -70,8 +70,14 @@ def test_seed_override_and_order_of_layers():
         (["env.num_envs=0"], "invalid value for 'env.num_envs'"),
         (["seed=-1"], "invalid value for 'seed'"),
         (["replay.capacity=10", "agent.batch_size=64"], "agent.batch_size (64) is larger than replay.capacity (10)"),
-        (["agent.learning_starts=100", "train.total_steps=100"], "agent.learning_starts (100) is not below train.total_steps"),
-        (["exploration.schedule=exponential", "exploration.end=0"], "needs exploration.start and exploration.end above 0"),
+        (
+            ["agent.learning_starts=100", "train.total_steps=100"],
+            "agent.learning_starts (100) is not below train.total_steps",
+        ),
+        (
+            ["exploration.schedule=exponential", "exploration.end=0"],
+            "needs exploration.start and exploration.end above 0",
+        ),
         (["agent.lr"], "bad override 'agent.lr': expected KEY=VALUE"),
         (["agent=3"], "sections take section.key=VALUE"),
     ],
@@ -97,7 +103,8 @@ def test_switching_a_named_section_drops_stale_preset_keys():
         config = resolve_config(preset, ["exploration.name=greedy"])
     messages = sorted(str(w.message) for w in caught)
     assert messages == [
-        f"config key 'exploration.{key}' does not apply to exploration 'greedy' and was dropped" for key in ("end", "start")
+        f"config key 'exploration.{key}' does not apply to exploration 'greedy' and was dropped"
+        for key in ("end", "start")
     ]
     assert config.exploration.name == "greedy"
     with pytest.raises(ConfigError, match="unknown config key 'exploration.start'"):

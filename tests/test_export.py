@@ -9,16 +9,16 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
-
 from conftest import EXAMPLE_PLUGIN, TINY, run_qagent
+from mlflow.tracking import MlflowClient
+from test_training import tiny_config
+
 from qagent.checkpoint import load_checkpoint
 from qagent.evaluation import evaluate_checkpoint, evaluate_policy_file
 from qagent.export import PolicyModule, check_parity, export_checkpoint, real_observations
 from qagent.serve import Policy
 from qagent.serve import metadata as md
 from qagent.training import start_training
-from test_training import tiny_config
 
 
 @pytest.fixture
@@ -28,7 +28,12 @@ def trained(exported_cartpole):
 
 def test_export_passes_parity_on_real_and_random_batches(trained):
     _, report = trained
-    assert [(row.source, row.batch) for row in report.parity] == [("env", 1), ("env", 256), ("random", 1), ("random", 256)]
+    assert [(row.source, row.batch) for row in report.parity] == [
+        ("env", 1),
+        ("env", 256),
+        ("random", 1),
+        ("random", 256),
+    ]
     for row in report.parity:
         assert row.ok and row.max_rel_diff <= 1e-5 and row.actions_equal == row.batch
 
@@ -93,8 +98,19 @@ def test_discrete_observations_export_and_serve(tmp_path):
 
 
 def test_cli_export_register_and_fetch_from_the_registry(tmp_path, mlflow_uri):
-    train = run_qagent("train", *TINY, "--total-steps", "600", "--run-name", "reg", "--tracking-uri", mlflow_uri,
-                       "--experiment", "export-tests", cwd=tmp_path)
+    train = run_qagent(
+        "train",
+        *TINY,
+        "--total-steps",
+        "600",
+        "--run-name",
+        "reg",
+        "--tracking-uri",
+        mlflow_uri,
+        "--experiment",
+        "export-tests",
+        cwd=tmp_path,
+    )
     assert train.returncode == 0, train.stderr
     exported = run_qagent("export", "runs/reg", "--register", "cartpole-test", cwd=tmp_path)
     assert exported.returncode == 0, exported.stderr
@@ -106,7 +122,9 @@ def test_cli_export_register_and_fetch_from_the_registry(tmp_path, mlflow_uri):
     run = client.get_run(version.run_id)
     assert run.info.run_name == "reg"  # logged to the run that trained it
 
-    fetched = run_qagent("export", "models:/cartpole-test/latest", "-o", "fetched.onnx", "--tracking-uri", mlflow_uri, cwd=tmp_path)
+    fetched = run_qagent(
+        "export", "models:/cartpole-test/latest", "-o", "fetched.onnx", "--tracking-uri", mlflow_uri, cwd=tmp_path
+    )
     assert fetched.returncode == 0, fetched.stderr
     assert Policy.load(tmp_path / "fetched.onnx").metadata == Policy.load(tmp_path / "runs/reg/policy.onnx").metadata
     evaluated = run_qagent("eval", "fetched.onnx", "-n", "3", cwd=tmp_path)
@@ -119,7 +137,10 @@ def test_cli_export_register_and_fetch_from_the_registry(tmp_path, mlflow_uri):
     [
         (("export", "runs/missing"), "no run directory or checkpoint"),
         (("export", "runs/missing", "--register", "x", "--alias", "latest"), "MLflow reserves the alias 'latest'"),
-        (("export", "models:/no-such-model@latest", "--tracking-uri", "sqlite:///registry.db"), "cannot fetch models:/no-such-model@latest"),
+        (
+            ("export", "models:/no-such-model@latest", "--tracking-uri", "sqlite:///registry.db"),
+            "cannot fetch models:/no-such-model@latest",
+        ),
         (("eval", "missing.onnx"), "no policy file at missing.onnx"),
         (("eval", "not-onnx.onnx"), "is not a loadable ONNX model"),
     ],

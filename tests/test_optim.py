@@ -47,5 +47,5 @@ def test_clip_grad_norm_matches_torch():
     nn.utils.clip_grad_norm_(b.parameters(), 0.5)
     for pa, pb in zip(a.parameters(), b.parameters()):
         assert torch.allclose(pa.grad, pb.grad, rtol=1e-5, atol=1e-7)
-    total = torch.sqrt(sum((p.grad ** 2).sum() for p in a.parameters()))
+    total = torch.sqrt(sum((p.grad**2).sum() for p in a.parameters()))
     assert abs(total.item() - 0.5) < 1e-4

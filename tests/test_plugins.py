@@ -6,8 +6,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from conftest import EXAMPLE_PLUGIN, run_qagent
+
 from qagent.errors import PluginError
 from qagent.plugins import AGENTS, ENVS, EXPLORATIONS
 from qagent.plugins.discovery import load_plugins, loaded_plugins, plugin_sources
@@ -152,13 +152,26 @@ def test_cli_lists_plugins_from_every_source(tmp_path):
     site.mkdir()
     make_distribution(site, "qagent_cli_ep_module", "cli-entry-point-env")
     result = run_qagent(
-        "plugins", "list", "--plugin", str(plugin),
+        "plugins",
+        "list",
+        "--plugin",
+        str(plugin),
         cwd=tmp_path,
         env={"QAGENT_PLUGINS": str(env_plugin), "PYTHONPATH": str(site), "COLUMNS": "200"},
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for needle in ("cli-file-env", "Listed by the CLI.", "cli-env-var-env", "cli-entry-point-env", "qagent-test-dist", "built-in", "dqn", "mlp", "epsilon-greedy"):
+    for needle in (
+        "cli-file-env",
+        "Listed by the CLI.",
+        "cli-env-var-env",
+        "cli-entry-point-env",
+        "qagent-test-dist",
+        "built-in",
+        "dqn",
+        "mlp",
+        "epsilon-greedy",
+    ):
         assert needle in out, needle
 
 

@@ -36,7 +36,9 @@ def test_serve_imports_no_training_stack():
 # ---------------------------------------------------------------------- hand-made policies
 
 
-def handmade_policy(path: Path, obs_shape: list[int], dtype: str, weights: np.ndarray, frame_stack: int | None = None) -> Path:
+def handmade_policy(
+    path: Path, obs_shape: list[int], dtype: str, weights: np.ndarray, frame_stack: int | None = None
+) -> Path:
     """q = flatten(float(obs)) @ weights; action = argmax q. Built with onnx.helper, no torch."""
     elem = {"float32": TensorProto.FLOAT, "uint8": TensorProto.UINT8, "int64": TensorProto.INT64}[dtype]
     n_in, n_actions = weights.shape
@@ -58,13 +60,19 @@ def handmade_policy(path: Path, obs_shape: list[int], dtype: str, weights: np.nd
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     meta = {
-        "format": md.FORMAT, "format_version": 1, "qagent_version": "test", "agent": "handmade",
+        "format": md.FORMAT,
+        "format_version": 1,
+        "qagent_version": "test",
+        "agent": "handmade",
         "env": {"id": "none", "kwargs": {}, "max_episode_steps": None},
         "observation": {"space": "Box", "shape": obs_shape, "dtype": dtype, "low": 0, "high": 255},
         "action": {"space": "Discrete", "n": n_actions, "meanings": ["LEFT", "RIGHT"][:n_actions]},
         "preprocessing": {"frame_stack": frame_stack},
         "inputs": {"obs": {"dtype": dtype, "shape": [-1, *obs_shape]}},
-        "outputs": {"q_values": {"dtype": "float32", "shape": [-1, n_actions]}, "action": {"dtype": "int64", "shape": [-1]}},
+        "outputs": {
+            "q_values": {"dtype": "float32", "shape": [-1, n_actions]},
+            "action": {"dtype": "int64", "shape": [-1]},
+        },
     }
     model.metadata_props.add(key=md.METADATA_KEY, value=md.dumps(meta))
     onnx.save(model, str(path))
@@ -155,7 +163,11 @@ def test_session_store_expiry_and_limits(exported_cartpole):
 @pytest.fixture
 def server(exported_cartpole):
     policy = Policy.load(exported_cartpole[1].path)
-    srv = PolicyServer(policy, ("127.0.0.1", 0), ServerOptions(model_name="cartpole", max_body_bytes=64 * 1024, max_batch=64, workers=2))
+    srv = PolicyServer(
+        policy,
+        ("127.0.0.1", 0),
+        ServerOptions(model_name="cartpole", max_body_bytes=64 * 1024, max_batch=64, workers=2),
+    )
     thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     yield srv
@@ -184,7 +196,10 @@ def test_every_endpoint(server):
     assert call(port, "GET", "/healthz")[:2] == (200, {"status": "ok"})
     status, meta, _ = call(port, "GET", "/v1/metadata")
     assert status == 200 and meta == policy.metadata
-    assert call(port, "POST", "/v1/act", {"obs": obs})[:2] == (200, {"actions": expected_action, "q_values": expected_q})
+    assert call(port, "POST", "/v1/act", {"obs": obs})[:2] == (
+        200,
+        {"actions": expected_action, "q_values": expected_q},
+    )
     status, answer, _ = call(port, "POST", "/v1/act", {"obs": [obs, obs]})
     assert status == 200 and answer["actions"] == expected_action * 2
     frames = np.asarray([obs, obs], np.float32)
@@ -214,7 +229,9 @@ def test_every_endpoint(server):
     assert outputs["action"] == {"name": "action", "datatype": "INT64", "shape": [1], "data": expected_action}
     assert outputs["q_values"]["shape"] == [1, 2] and outputs["q_values"]["data"] == expected_q[0]
     only = {**request, "outputs": [{"name": "action"}]}
-    assert [o["name"] for o in call(port, "POST", "/v2/models/cartpole/versions/1/infer", only)[1]["outputs"]] == ["action"]
+    assert [o["name"] for o in call(port, "POST", "/v2/models/cartpole/versions/1/infer", only)[1]["outputs"]] == [
+        "action"
+    ]
 
 
 def raw_request(port: int, text: bytes) -> tuple[int, dict]:
@@ -222,7 +239,9 @@ def raw_request(port: int, text: bytes) -> tuple[int, dict]:
         sock.sendall(text)
         data = b""
         while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < int(
-            dict(line.split(b": ", 1) for line in data.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]).get(b"Content-Length", b"0")
+            dict(line.split(b": ", 1) for line in data.split(b"\r\n\r\n")[0].split(b"\r\n")[1:]).get(
+                b"Content-Length", b"0"
+            )
         ):
             chunk = sock.recv(65536)
             if not chunk:
@@ -247,16 +266,49 @@ MALFORMED = [
     ("empty batch", "POST", "/v1/act", {"obs": []}, 422),
     ("batch over the limit", "POST", "/v1/act", {"obs": [[0, 0, 0, 0]] * 65}, 413),
     ("bad base64", "POST", "/v1/act", {"obs_b64": "###", "shape": [4], "dtype": "float32"}, 400),
-    ("base64 of the wrong size", "POST", "/v1/act", {"obs_b64": base64.b64encode(b"12345678").decode(), "shape": [4], "dtype": "float32"}, 422),
+    (
+        "base64 of the wrong size",
+        "POST",
+        "/v1/act",
+        {"obs_b64": base64.b64encode(b"12345678").decode(), "shape": [4], "dtype": "float32"},
+        422,
+    ),
     ("base64 without shape", "POST", "/v1/act", {"obs_b64": "AAAA", "dtype": "float32"}, 400),
     ("unknown dtype", "POST", "/v1/act", {"obs_b64": "AAAA", "shape": [1], "dtype": "complex-ish"}, 422),
     ("unknown model", "POST", "/v2/models/pong/infer", {"inputs": []}, 404),
     ("unknown model version", "GET", "/v2/models/cartpole/versions/7", None, 404),
     ("v2 without inputs", "POST", "/v2/models/cartpole/infer", {"outputs": []}, 400),
-    ("v2 wrong datatype", "POST", "/v2/models/cartpole/infer", {"inputs": [{"name": "obs", "shape": [1, 4], "datatype": "FP64", "data": [0, 0, 0, 0]}]}, 422),
-    ("v2 data and shape disagree", "POST", "/v2/models/cartpole/infer", {"inputs": [{"name": "obs", "shape": [2, 4], "datatype": "FP32", "data": [0, 0, 0, 0]}]}, 422),
-    ("v2 unknown input name", "POST", "/v2/models/cartpole/infer", {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0, 0, 0, 0]}]}, 400),
-    ("v2 unknown output", "POST", "/v2/models/cartpole/infer", {"inputs": [{"name": "obs", "shape": [1, 4], "datatype": "FP32", "data": [0, 0, 0, 0]}], "outputs": [{"name": "value"}]}, 400),
+    (
+        "v2 wrong datatype",
+        "POST",
+        "/v2/models/cartpole/infer",
+        {"inputs": [{"name": "obs", "shape": [1, 4], "datatype": "FP64", "data": [0, 0, 0, 0]}]},
+        422,
+    ),
+    (
+        "v2 data and shape disagree",
+        "POST",
+        "/v2/models/cartpole/infer",
+        {"inputs": [{"name": "obs", "shape": [2, 4], "datatype": "FP32", "data": [0, 0, 0, 0]}]},
+        422,
+    ),
+    (
+        "v2 unknown input name",
+        "POST",
+        "/v2/models/cartpole/infer",
+        {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32", "data": [0, 0, 0, 0]}]},
+        400,
+    ),
+    (
+        "v2 unknown output",
+        "POST",
+        "/v2/models/cartpole/infer",
+        {
+            "inputs": [{"name": "obs", "shape": [1, 4], "datatype": "FP32", "data": [0, 0, 0, 0]}],
+            "outputs": [{"name": "value"}],
+        },
+        400,
+    ),
     ("unknown session", "POST", "/v1/sessions/nope/act", {"obs": [0, 0, 0, 0]}, 404),
     ("delete unknown session", "DELETE", "/v1/sessions/nope", None, 404),
     ("wrong method", "GET", "/v1/act", None, 405),
@@ -303,7 +355,11 @@ def test_mixed_concurrent_load_has_no_5xx_and_correct_answers(server):
                 obs = rng.standard_normal((local.randint(1, 16), 4)).astype(np.float32)
                 want_actions, want_q = policy.predict(obs)
                 if kind == "v2":
-                    body = {"inputs": [{"name": "obs", "shape": list(obs.shape), "datatype": "FP32", "data": obs.ravel().tolist()}]}
+                    body = {
+                        "inputs": [
+                            {"name": "obs", "shape": list(obs.shape), "datatype": "FP32", "data": obs.ravel().tolist()}
+                        ]
+                    }
                     status, answer, _ = call(port, "POST", "/v2/models/cartpole/infer", body, conn=conn)
                     outputs = {o["name"]: o["data"] for o in answer["outputs"]}
                     ok = outputs["action"] == want_actions.tolist() and np.allclose(outputs["q_values"], want_q.ravel())
@@ -339,7 +395,9 @@ def test_mixed_concurrent_load_has_no_5xx_and_correct_answers(server):
 def test_cli_serve_starts_and_stops_on_sigterm(exported_cartpole, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "qagent", "serve", str(exported_cartpole[1].path), "--port", "0", "--model-name", "cp"],
-        stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         line = proc.stderr.readline()
@@ -358,7 +416,11 @@ def test_cli_serve_errors(tmp_path, exported_cartpole):
     from conftest import run_qagent
 
     missing = run_qagent("serve", "missing.onnx", cwd=tmp_path)
-    assert missing.returncode == 2 and "no policy file at missing.onnx" in missing.stderr and "Traceback" not in missing.stderr
+    assert (
+        missing.returncode == 2
+        and "no policy file at missing.onnx" in missing.stderr
+        and "Traceback" not in missing.stderr
+    )
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -374,7 +436,9 @@ def test_example_client_plays_an_episode_through_the_server(exported_cartpole):
 
     result = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "serve_client.py"), str(exported_cartpole[1].path)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr
     assert "played one episode through the server" in result.stdout
@@ -387,7 +451,9 @@ def test_module_entry_point_serves_without_click(exported_cartpole):
         "threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGTERM)).start();"
         "runpy.run_module('qagent.serve', run_name='__main__')"
     )
-    proc = subprocess.run([sys.executable, "-c", code, str(exported_cartpole[1].path)], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(exported_cartpole[1].path)], capture_output=True, text=True, timeout=60
+    )
     assert proc.returncode == 0, proc.stderr
     assert "serving" in proc.stderr
     missing = subprocess.run([sys.executable, "-m", "qagent.serve", "missing.onnx"], capture_output=True, text=True)

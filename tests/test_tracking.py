@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 from mlflow.tracking import MlflowClient
+from test_training import tiny_config
 
 import qagent
-from test_training import tiny_config
 from qagent.errors import QAgentError
 from qagent.runs import RunDir
 from qagent.tracking import MLflowTracker, Tracker, make_tracker
@@ -14,7 +14,13 @@ from qagent.training import resume_training, start_training
 
 
 def test_a_run_logs_params_metrics_artifacts_and_tags(workdir, mlflow_uri):
-    config = tiny_config("train.total_steps=1000", "tracking.enabled=true", f"tracking.uri={mlflow_uri}", "tracking.experiment=tests", "seed=5")
+    config = tiny_config(
+        "train.total_steps=1000",
+        "tracking.enabled=true",
+        f"tracking.uri={mlflow_uri}",
+        "tracking.experiment=tests",
+        "seed=5",
+    )
     result = start_training(config, run_name="tracked", progress=False)
     client = MlflowClient(mlflow_uri)
     run_id = RunDir(result.run_dir).read_meta()["mlflow_run_id"]
@@ -28,8 +34,16 @@ def test_a_run_logs_params_metrics_artifacts_and_tags(workdir, mlflow_uri):
     tags = run.data.tags
     assert tags["qagent.version"] == qagent.__version__ and tags["qagent.seed"] == "5"
     assert tags["qagent.plugins"] == "none" and tags["qagent.config_hash"] == config.hash()
-    for key in ("train/episode_return", "train/episode_length", "train/loss", "train/q_mean", "train/epsilon",
-                "train/steps_per_second", "eval/return_mean", "eval/return_std"):
+    for key in (
+        "train/episode_return",
+        "train/episode_length",
+        "train/loss",
+        "train/q_mean",
+        "train/epsilon",
+        "train/steps_per_second",
+        "eval/return_mean",
+        "eval/return_std",
+    ):
         assert key in run.data.metrics, key
     returns = client.get_metric_history(run_id, "train/episode_return")
     assert len(returns) == result.episodes
@@ -43,7 +57,9 @@ def test_a_run_logs_params_metrics_artifacts_and_tags(workdir, mlflow_uri):
 
 
 def test_resume_continues_the_same_mlflow_run(workdir, mlflow_uri):
-    config = tiny_config("train.total_steps=600", "tracking.enabled=true", f"tracking.uri={mlflow_uri}", "tracking.experiment=resume")
+    config = tiny_config(
+        "train.total_steps=600", "tracking.enabled=true", f"tracking.uri={mlflow_uri}", "tracking.experiment=resume"
+    )
     first = start_training(config, run_name="resumed", progress=False)
     run_id = RunDir(first.run_dir).read_meta()["mlflow_run_id"]
     with pytest.warns(UserWarning):
@@ -81,8 +97,18 @@ def test_disabled_tracking_is_a_no_op():
 def test_mlflow_tracking_uri_environment_variable_is_honoured(tmp_path, mlflow_uri):
     from conftest import TINY, run_qagent
 
-    result = run_qagent("train", *TINY, "--total-steps", "300", "--run-name", "env-uri", "--experiment", "from-env",
-                        cwd=tmp_path, env={"MLFLOW_TRACKING_URI": mlflow_uri})
+    result = run_qagent(
+        "train",
+        *TINY,
+        "--total-steps",
+        "300",
+        "--run-name",
+        "env-uri",
+        "--experiment",
+        "from-env",
+        cwd=tmp_path,
+        env={"MLFLOW_TRACKING_URI": mlflow_uri},
+    )
     assert result.returncode == 0, result.stderr
     assert not (tmp_path / "mlflow.db").exists()
     client = MlflowClient(mlflow_uri)

@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 import torch
-
 from conftest import TINY
+
 from qagent.checkpoint import load_checkpoint
 from qagent.config import resolve_config
 from qagent.errors import CheckpointError
@@ -32,8 +32,12 @@ def test_crossings():
 
 
 def test_exact_resume_gives_identical_weights(workdir):
-    straight = start_training(tiny_config("train.total_steps=2000", "train.save_buffer=true"), run_name="straight", progress=False)
-    first = start_training(tiny_config("train.total_steps=1000", "train.save_buffer=true"), run_name="split", progress=False)
+    straight = start_training(
+        tiny_config("train.total_steps=2000", "train.save_buffer=true"), run_name="straight", progress=False
+    )
+    first = start_training(
+        tiny_config("train.total_steps=1000", "train.save_buffer=true"), run_name="split", progress=False
+    )
     assert first.step == 1000
     resumed = resume_training("runs/split", ["train.total_steps=2000"], progress=False)
     assert resumed.step == 2000
@@ -61,7 +65,11 @@ def test_resume_without_buffer_warns_and_refuses_shape_changes(workdir):
 
 
 def test_run_directory_records(workdir):
-    result = start_training(tiny_config("train.total_steps=1000", "train.checkpoint_every=300", "train.keep_checkpoints=2"), run_name="rec", progress=False)
+    result = start_training(
+        tiny_config("train.total_steps=1000", "train.checkpoint_every=300", "train.keep_checkpoints=2"),
+        run_name="rec",
+        progress=False,
+    )
     run = RunDir(result.run_dir)
     steps = [step for step, _ in run.checkpoints()]
     assert len(steps) == 2 and 900 <= steps[0] < 916 and steps[1] == 1000  # pruned to the newest two
@@ -100,11 +108,15 @@ def test_sigint_stops_cleanly_with_a_checkpoint_and_the_run_resumes(workdir):
         "'--set', 'train.total_steps=1000000', '--set', 'eval.every=null', '--set', 'agent.learning_starts=100', "
         "'--set', 'network.hidden_sizes=[16]'])"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     episodes = workdir / "runs" / "intr" / "episodes.csv"
     deadline = time.monotonic() + 120
     while not (episodes.exists() and len(episodes.read_text().splitlines()) > 20):
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() is not None else "timeout"
+        assert time.monotonic() < deadline and proc.poll() is None, (
+            proc.stderr.read() if proc.poll() is not None else "timeout"
+        )
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -113,12 +125,17 @@ def test_sigint_stops_cleanly_with_a_checkpoint_and_the_run_resumes(workdir):
     run = RunDir(workdir / "runs" / "intr")
     [(step, path)] = run.checkpoints()
     assert 0 < step < 1_000_000 and json.loads(run.meta_path.read_text())["status"] == "interrupted"
-    resumed = resume_training(run.root, [f"train.total_steps={step + 200}"], progress=False)
+    with pytest.warns(UserWarning, match="holds no replay buffer"):
+        resumed = resume_training(run.root, [f"train.total_steps={step + 200}"], progress=False)
     assert resumed.step >= step + 200 and not resumed.interrupted
 
 
 def test_vectorized_envs_count_env_steps(workdir):
-    result = start_training(tiny_config("env.num_envs=4", "train.total_steps=1002", "train.checkpoint_every=null"), run_name="vec", progress=False)
+    result = start_training(
+        tiny_config("env.num_envs=4", "train.total_steps=1002", "train.checkpoint_every=null"),
+        run_name="vec",
+        progress=False,
+    )
     assert result.step == 1004  # four env steps per vector step, so the run ends on the first multiple of 4
     checkpoint = load_checkpoint(result.checkpoint)
     assert len(checkpoint["collector"]["actions"]) == 4

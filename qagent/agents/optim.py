@@ -51,7 +51,12 @@ class FusedAdam(torch.optim.Adam):
             return None
         if any(p.device.type != "cpu" or p.is_sparse for p in params):
             return None
-        self._lists = (params, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states], [s["step"] for s in states])
+        self._lists = (
+            params,
+            [s["exp_avg"] for s in states],
+            [s["exp_avg_sq"] for s in states],
+            [s["step"] for s in states],
+        )
         return self._lists
 
     @torch.no_grad()

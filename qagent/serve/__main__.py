@@ -40,12 +40,17 @@ def main(argv: list[str] | None = None, prog: str = "python -m qagent.serve") ->
         access_log=args.access_log,
     )
     try:
-        run_server(args.policy, args.host, args.port, options, announce=lambda line: print(line, file=sys.stderr, flush=True))
+        run_server(
+            args.policy, args.host, args.port, options, announce=lambda line: print(line, file=sys.stderr, flush=True)
+        )
     except PolicyLoadError as exc:
         print(f"error: {exc}\nhint: export a policy with 'qagent export RUN_DIR -o policy.onnx'", file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}\nhint: pick another --port", file=sys.stderr)
+        print(
+            f"error: cannot listen on {args.host}:{args.port}: {exc.strerror}\nhint: pick another --port",
+            file=sys.stderr,
+        )
         return 2
     return 0
 

@@ -49,6 +49,7 @@ import numpy as np
 from qagent.serve import metadata as md
 from qagent.serve.policy import InputError, Policy, PolicySession, as_numeric_array
 
+
 class HttpError(Exception):
     """An answer other than 200, with a message for the client."""
 
@@ -82,7 +83,9 @@ class ServerOptions:
 class SessionStore:
     """Sessions by id; a session idle for ``ttl`` seconds expires."""
 
-    def __init__(self, policy: Policy, ttl: float, max_sessions: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, policy: Policy, ttl: float, max_sessions: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.policy = policy
         self.ttl = ttl
         self.max_sessions = max_sessions
@@ -258,7 +261,9 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
             raise HttpError(400, f"invalid Content-Length {length_header!r}") from None
         if length > self.server.options.max_body_bytes:
             self.close_connection = True  # the body stays unread
-            raise HttpError(413, f"request body of {length} bytes exceeds the limit of {self.server.options.max_body_bytes}")
+            raise HttpError(
+                413, f"request body of {length} bytes exceeds the limit of {self.server.options.max_body_bytes}"
+            )
         raw = self.rfile.read(length) if length else b""
         if len(raw) < length:
             self.close_connection = True
@@ -305,7 +310,9 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
     def _checked_batch(self, obs: np.ndarray) -> tuple[np.ndarray, bool]:
         batch, single = self.server.policy.prepare(obs)
         if len(batch) > self.server.options.max_batch:
-            raise HttpError(413, f"a batch of {len(batch)} observations exceeds the limit of {self.server.options.max_batch}")
+            raise HttpError(
+                413, f"a batch of {len(batch)} observations exceeds the limit of {self.server.options.max_batch}"
+            )
         return batch, single
 
     # ------------------------------------------------------------------ v1
@@ -354,7 +361,11 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
             raise HttpError(404, f"unknown version {version!r} of model {name!r}; the only version is '1'")
 
     def v2_server(self, body: None) -> tuple[int, Any]:
-        return 200, {"name": "qagent", "version": self.server.policy.metadata.get("qagent_version", ""), "extensions": []}
+        return 200, {
+            "name": "qagent",
+            "version": self.server.policy.metadata.get("qagent_version", ""),
+            "extensions": [],
+        }
 
     def v2_live(self, body: None) -> tuple[int, Any]:
         return 200, {"live": True}
@@ -373,7 +384,13 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
             {"name": key, "datatype": md.V2_DATATYPES[spec["dtype"]], "shape": spec["shape"]}
             for key, spec in meta["outputs"].items()
         ]
-        return 200, {"name": name, "versions": ["1"], "platform": "onnxruntime_onnx", "inputs": inputs, "outputs": outputs}
+        return 200, {
+            "name": name,
+            "versions": ["1"],
+            "platform": "onnxruntime_onnx",
+            "inputs": inputs,
+            "outputs": outputs,
+        }
 
     def v2_model_ready(self, body: None, name: str, version: str | None) -> tuple[int, Any]:
         self._model(name, version)

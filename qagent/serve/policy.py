@@ -163,7 +163,9 @@ class PolicySession:
         """The model input for this step (the stacked frames), after checking ``frame``."""
         array = as_numeric_array(frame)
         if array.shape != self.frame_shape:
-            raise InputError(f"obs has shape {array.shape}; a session step takes one observation of shape {self.frame_shape}")
+            raise InputError(
+                f"obs has shape {array.shape}; a session step takes one observation of shape {self.frame_shape}"
+            )
         array = convert_values(array[None], self.policy.observation_dtype, self.policy._integer_limit)[0]
         if not self.stack:
             return array
