@@ -82,14 +82,14 @@ def write_json(name: str, data: dict[str, Any]) -> Path:
     return path
 
 
-def write_section(name: str, markdown: str) -> Path:
-    """Replace (or append) this benchmark's section of docs/benchmarks.md."""
-    text = MARKDOWN.read_text() if MARKDOWN.exists() else HEADER
+def write_section(name: str, markdown: str, path: Path = MARKDOWN) -> Path:
+    """Replace (or append) the section ``name`` of ``path`` (docs/benchmarks.md by default)."""
+    text = path.read_text() if path.exists() else HEADER
     block = f"<!-- BEGIN {name} -->\n{markdown.strip()}\n<!-- END {name} -->"
     pattern = re.compile(rf"<!-- BEGIN {re.escape(name)} -->.*?<!-- END {re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
-    MARKDOWN.write_text(text)
-    return MARKDOWN
+    path.write_text(text)
+    return path
 
 
 def git_commit() -> str:
@@ -101,11 +101,13 @@ def git_commit() -> str:
         return ""
 
 
-def publish(name: str, title: str, body: list[str], data: dict[str, Any], write: bool = True) -> str:
+def publish(
+    name: str, title: str, body: list[str], data: dict[str, Any], write: bool = True, also: tuple[Path, ...] = ()
+) -> str:
     """Print a section (title, command, machine, then ``body``); with ``write``, record it.
 
     Writes ``docs/benchmarks/<name>.json`` (``data`` plus machine and command) and replaces
-    the section ``name`` of ``docs/benchmarks.md``.
+    the section ``name`` of ``docs/benchmarks.md`` and of every page in ``also``.
     """
     info = machine()
     markdown = "\n".join(
@@ -120,5 +122,6 @@ def publish(name: str, title: str, body: list[str], data: dict[str, Any], write:
     print(markdown)
     if write:
         write_json(name, {"machine": info, "command": command_line(), **data})
-        write_section(name, markdown)
+        for path in (MARKDOWN, *also):
+            write_section(name, markdown.replace("## ", "### ", 1) if path != MARKDOWN else markdown, path)
     return markdown

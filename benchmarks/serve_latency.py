@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import publish  # noqa: E402
+from _report import DOCS, publish  # noqa: E402
 
 
 def percentiles(samples: list[float]) -> dict[str, float]:
@@ -238,7 +238,8 @@ def main() -> None:
         *http_rows,
     ]
     title = "Serving latency (CartPole DQN, 4-256-256-2 MLP, one observation per call)"
-    publish("serve_latency", title, body, {"in_process": local, "http": remote}, write=not args.no_write)
+    data = {"in_process": local, "http": remote}
+    publish("serve_latency", title, body, data, write=not args.no_write, also=(DOCS / "serving.md",))
 
 
 if __name__ == "__main__":
