@@ -6,7 +6,9 @@ exploration strategy, and writes to the replay buffer; it never touches the opti
 Every episode starts from a seed drawn from the collector's own generator, and the actions
 taken since that reset are kept. A checkpoint stores both, so a resumed run rebuilds each
 env's state by replaying its current episode: exact for any env that is deterministic
-given its seed (all gymnasium classic-control and ALE envs are).
+given its seed (all gymnasium classic-control and ALE envs are). When the loss of a life ends
+an episode (Atari, training), the game goes on after the reset; the log then records the reset
+and keeps the game's seed.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import gymnasium as gym
 import numpy as np
 
 from qagent.agents.exploration import ActionValues, ExplorationStrategy
-from qagent.agents.replay import ReplayBuffer
+from qagent.agents.replay import Replay
+
+RESET = -1  # in an env's action log: a reset that continued the game (a lost life)
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,7 @@ class Collector:
         envs: gym.vector.VectorEnv,
         q_values: Callable[[np.ndarray], np.ndarray],
         exploration: ExplorationStrategy,
-        buffer: ReplayBuffer,
+        buffer: Replay,
         seed: int,
     ) -> None:
         self.envs = envs
@@ -60,13 +64,22 @@ class Collector:
         self.seed_rng = np.random.default_rng(seed)
         self.episode_seeds = np.zeros(self.num_envs, dtype=np.int64)
         self.actions: list[list[int]] = [[] for _ in range(self.num_envs)]
-        self.obs = self._reset(np.ones(self.num_envs, dtype=bool))
+        everyone = np.ones(self.num_envs, dtype=bool)
+        self.obs = self._reset(everyone, everyone)
 
-    def _reset(self, mask: np.ndarray, obs: np.ndarray | None = None) -> np.ndarray:
+    def _reset(self, mask: np.ndarray, real: np.ndarray, obs: np.ndarray | None = None) -> np.ndarray:
+        """Reset the envs in ``mask``; ``real`` ones start a new game from a fresh seed.
+
+        The others ended on a lost life (Atari in training): their reset continues the game,
+        so the replay log records it instead of starting over.
+        """
         seeds = self.seed_rng.integers(0, 2**31 - 1, size=self.num_envs)
-        self.episode_seeds[mask] = seeds[mask]
+        self.episode_seeds[real] = seeds[real]
         for i in np.flatnonzero(mask):
-            self.actions[i] = []
+            if real[i]:
+                self.actions[i] = []
+            else:
+                self.actions[i].append(RESET)
         reset_obs, _ = self.envs.reset(seed=[int(s) for s in seeds], options={"reset_mask": mask})
         if obs is None:
             return reset_obs
@@ -76,7 +89,7 @@ class Collector:
     def collect(self, vector_steps: int, step: int) -> list[Episode]:
         """Take ``vector_steps`` steps in every env, starting at global env step ``step``.
 
-        :returns: the episodes that ended, in order.
+        :returns: the episodes (whole games) that ended, in order.
         """
         episodes: list[Episode] = []
         n = self.num_envs
@@ -84,15 +97,17 @@ class Collector:
             now = step + k * n
             actions = self.exploration.select(ActionValues(self.obs, self.q_values, self.n_actions), now)
             next_obs, reward, terminated, truncated, info = self.envs.step(actions)
-            self.buffer.add(self.obs, actions, reward, next_obs, terminated)
+            self.buffer.add(self.obs, actions, reward, next_obs, terminated, truncated)
             for i in range(n):
                 self.actions[i].append(int(actions[i]))
             done = terminated | truncated
             if done.any():
-                stats = info["episode"]
-                for i in np.flatnonzero(done):
-                    episodes.append(Episode(now + n, float(stats["r"][i]), int(stats["l"][i])))
-                next_obs = self._reset(done, next_obs)
+                finished = done & info.get("_episode", np.zeros(n, dtype=bool))
+                if finished.any():
+                    stats = info["episode"]
+                    for i in np.flatnonzero(finished):
+                        episodes.append(Episode(now + n, float(stats["r"][i]), int(stats["l"][i])))
+                next_obs = self._reset(done, finished, next_obs)
             self.obs = next_obs
         return episodes
 
@@ -120,7 +135,7 @@ class Collector:
         for i, env in enumerate(sub_envs):
             obs_i, _ = env.reset(seed=int(self.episode_seeds[i]))
             for action in self.actions[i]:
-                obs_i, *_ = env.step(action)
+                obs_i = env.reset()[0] if action == RESET else env.step(action)[0]
             obs[i] = obs_i
             diverged[i] = not np.array_equal(obs[i], saved_obs[i])
         self.obs = obs
@@ -130,4 +145,4 @@ class Collector:
                 "(it is not deterministic under seeding); those episodes restart",
                 stacklevel=2,
             )
-            self.obs = self._reset(diverged, self.obs)
+            self.obs = self._reset(diverged, diverged, self.obs)

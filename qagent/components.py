@@ -6,8 +6,11 @@ import gymnasium as gym
 import numpy as np
 
 from qagent.agents.exploration import ExplorationStrategy
+from qagent.agents.frame_replay import FrameReplayBuffer
+from qagent.agents.replay import Replay, ReplayBuffer
 from qagent.config import RunConfig
-from qagent.envs.factory import make_env
+from qagent.envs.factory import frame_stack_of, make_env
+from qagent.errors import ConfigError
 from qagent.plugins.registries import AGENTS, EXPLORATIONS
 
 
@@ -30,6 +33,22 @@ def build_exploration(config: RunConfig, n_actions: int, seed: int) -> Explorati
     """The registered strategy named by ``config.exploration.name``."""
     strategy_cls = EXPLORATIONS.get(config.exploration.name)
     return strategy_cls(config.exploration, n_actions, config.train.total_steps, seed=seed)
+
+
+def build_replay(config: RunConfig, envs: gym.vector.VectorEnv, seed: int) -> Replay:
+    """The run's replay memory: frame-deduplicating for stacked frames, else a plain ring buffer."""
+    space = envs.single_observation_space
+    sub_envs = getattr(envs, "envs", None)
+    stacked = sub_envs is not None and frame_stack_of(sub_envs[0]) is not None
+    dedup = config.replay.frame_dedup
+    if dedup is None:
+        dedup = stacked and isinstance(space, gym.spaces.Box) and len(space.shape) == 3
+    if dedup:
+        try:
+            return FrameReplayBuffer(config.replay.capacity, space, config.agent.gamma, envs.num_envs, seed=seed)
+        except ValueError as exc:
+            raise ConfigError(f"replay.frame_dedup: {exc}", hint="set replay.frame_dedup=false") from None
+    return ReplayBuffer(config.replay.capacity, space, config.agent.gamma, seed=seed)
 
 
 def seed_streams(seed: int, n: int) -> list[int]:

@@ -85,6 +85,27 @@ class ExplorationConfig(NamedSection):
     """Registered exploration strategy; see ``qagent plugins list``."""
 
 
+class AtariConfig(Section):
+    """Preprocessing of ALE games (ignored for other envs)."""
+
+    sticky_actions: Probability | None = None
+    """Chance the emulator repeats the previous action each frame; None: 0.25 for ALE/*-v5 ids, 0 otherwise."""
+    noop_max: NonNegativeInt = 30
+    """Up to this many no-op actions after each reset."""
+    frame_skip: PositiveInt = 4
+    """Emulator frames per agent step (the observation is the max of the last two)."""
+    screen_size: PositiveInt = 84
+    """Frames are resized to this square size, in grayscale."""
+    frame_stack: PositiveInt = 4
+    """Frames per observation."""
+    terminal_on_life_loss: bool = True
+    """Treat the loss of a life as the end of an episode, in training only."""
+    clip_rewards: bool = True
+    """Clip rewards to their sign, in training only."""
+    max_frames: PositiveInt = 108_000
+    """Emulator frames per episode at most (30 minutes of play); the episode is truncated."""
+
+
 class EnvConfig(Section):
     id: str = "CartPole-v1"
     """A gymnasium id (``CartPole-v1``, ``ALE/Pong-v5``) or the name of a registered env plugin."""
@@ -94,11 +115,15 @@ class EnvConfig(Section):
     """Keyword arguments for ``gymnasium.make`` or the env plugin's factory."""
     max_episode_steps: PositiveInt | None = None
     """Cap on episode length (a time limit: truncation, so targets still bootstrap)."""
+    atari: AtariConfig = AtariConfig()
+    """Preprocessing of ALE games (ignored for other envs)."""
 
 
 class ReplayConfig(Section):
     capacity: PositiveInt = 100_000
     """Transitions kept; the oldest are overwritten first."""
+    frame_dedup: bool | None = None
+    """Store each stacked frame once and rebuild stacks when sampling; None: whenever observations are stacked."""
 
 
 class TrainConfig(Section):

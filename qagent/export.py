@@ -31,7 +31,7 @@ import qagent
 from qagent.checkpoint import load_run_checkpoint, mismatch_reason
 from qagent.components import build_agent
 from qagent.config import RunConfig, resolve_config
-from qagent.envs.factory import make_env
+from qagent.envs.factory import frame_stack_of, make_env
 from qagent.errors import CheckpointError, QAgentError
 from qagent.serve import metadata as md
 
@@ -108,13 +108,7 @@ def action_meanings(env: gym.Env) -> list[str] | None:
 
 def describe_preprocessing(env: gym.Env) -> dict[str, Any]:
     """What a client must do to raw observations before the model sees them (frame stacking)."""
-    preprocessing: dict[str, Any] = {"frame_stack": None}
-    layer: gym.Env = env
-    while isinstance(layer, gym.Wrapper):
-        if isinstance(layer, gym.wrappers.FrameStackObservation):
-            preprocessing["frame_stack"] = int(layer.stack_size)
-        layer = layer.env
-    return preprocessing
+    return {"frame_stack": frame_stack_of(env)}
 
 
 def policy_metadata(config: RunConfig, checkpoint: dict[str, Any], env: gym.Env) -> dict[str, Any]:

@@ -26,10 +26,9 @@ from typing import Any
 import torch
 
 import qagent
-from qagent.agents.replay import ReplayBuffer
 from qagent.checkpoint import load_run_checkpoint, mismatch_reason, save_checkpoint
 from qagent.collector import Collector, Episode
-from qagent.components import build_agent, build_exploration, seed_streams
+from qagent.components import build_agent, build_exploration, build_replay, seed_streams
 from qagent.config import RunConfig, flatten
 from qagent.envs.factory import make_vector_env
 from qagent.errors import CheckpointError
@@ -131,7 +130,7 @@ class Trainer:
         action_space = self.envs.single_action_space
         self.agent = build_agent(config, observation_space, action_space, device=device)
         self.exploration = build_exploration(config, self.agent.n_actions, seed=seeds[1])
-        self.buffer = ReplayBuffer(config.replay.capacity, observation_space, config.agent.gamma, seed=seeds[2])
+        self.buffer = build_replay(config, self.envs, seed=seeds[2])
         self.collector = Collector(self.envs, self.agent.policy.q_values, self.exploration, self.buffer, seed=seeds[3])
         self.evaluator = Evaluator(config.env, config.eval.num_envs)
         self.step = 0

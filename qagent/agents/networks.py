@@ -111,6 +111,95 @@ class MLP(Torso):
         return x
 
 
+def conv_output_dim(layers: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Width of ``layers``' flattened output for one input of ``input_shape``."""
+    with torch.no_grad():
+        return int(layers(torch.zeros(1, *input_shape)).reshape(1, -1).shape[1])
+
+
+def image_shape(observation_space: gym.Space, network: str) -> tuple[int, int, int]:
+    if not (isinstance(observation_space, gym.spaces.Box) and len(observation_space.shape) == 3):
+        raise ConfigError(
+            f"the {network} network needs (channels, height, width) image observations, not {observation_space}",
+            hint="use network.name=mlp for vector observations",
+        )
+    return tuple(int(d) for d in observation_space.shape)  # type: ignore[return-value]
+
+
+@register_network("nature-cnn")
+class NatureCNN(Torso):
+    """The DQN paper's convolutional torso (Mnih et al. 2015); uint8 frames are divided by 255 inside."""
+
+    class Config(NetworkConfig):
+        name: str = "nature-cnn"
+        features: PositiveInt = 512
+        """Width of the fully connected layer after the convolutions."""
+
+    def __init__(self, observation_space: gym.Space, config: Config) -> None:
+        super().__init__()
+        channels, height, width = image_shape(observation_space, "nature-cnn")
+        self.scale = 1.0 / 255.0 if observation_space.dtype == np.uint8 else 1.0
+        self.convs = nn.Sequential(
+            nn.Conv2d(channels, 32, kernel_size=8, stride=4),
+            nn.ReLU(),
+            nn.Conv2d(32, 64, kernel_size=4, stride=2),
+            nn.ReLU(),
+            nn.Conv2d(64, 64, kernel_size=3, stride=1),
+            nn.ReLU(),
+            nn.Flatten(),
+        )
+        self.fc = nn.Linear(conv_output_dim(self.convs, (channels, height, width)), config.features)
+        self.output_dim = config.features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(self.convs(obs.float() * self.scale)))
+
+
+class ResidualBlock(nn.Module):
+    """relu -> conv -> relu -> conv, plus the input (IMPALA)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv0 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+        self.conv1 = nn.Conv2d(channels, channels, kernel_size=3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv1(torch.relu(self.conv0(torch.relu(x))))
+
+
+@register_network("impala-cnn")
+class ImpalaCNN(Torso):
+    """IMPALA's residual convolutional torso (Espeholt et al. 2018); uint8 frames are divided by 255 inside."""
+
+    class Config(NetworkConfig):
+        name: str = "impala-cnn"
+        channels: list[PositiveInt] = [16, 32, 32]
+        """Channels of each of the three conv-pool-residual stacks."""
+        features: PositiveInt = 256
+        """Width of the fully connected layer after the stacks."""
+
+    def __init__(self, observation_space: gym.Space, config: Config) -> None:
+        super().__init__()
+        shape = image_shape(observation_space, "impala-cnn")
+        self.scale = 1.0 / 255.0 if observation_space.dtype == np.uint8 else 1.0
+        layers: list[nn.Module] = []
+        previous = shape[0]
+        for channels in config.channels:
+            layers += [
+                nn.Conv2d(previous, channels, kernel_size=3, padding=1),
+                nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
+                ResidualBlock(channels),
+                ResidualBlock(channels),
+            ]
+            previous = channels
+        self.stacks = nn.Sequential(*layers, nn.ReLU(), nn.Flatten())
+        self.fc = nn.Linear(conv_output_dim(self.stacks, shape), config.features)
+        self.output_dim = config.features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(self.stacks(obs.float() * self.scale)))
+
+
 class QNetwork(nn.Module):
     """A torso followed by a linear head: ``obs -> q_BA`` (one Q-value per action)."""
 

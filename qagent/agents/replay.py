@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -50,6 +50,24 @@ def observation_layout(space: gym.Space) -> tuple[tuple[int, ...], np.dtype]:
     raise TypeError(f"unsupported observation space {space}")
 
 
+class Replay(Protocol):
+    """What the training loop needs of a replay memory."""
+
+    def add(self, obs, action, reward, next_obs, terminated, truncated) -> None:  # noqa: ANN001
+        """Store one transition per env."""
+
+    def sample_many(self, count: int, batch_size: int) -> Iterator[Batch]:
+        """The batches of one training round."""
+
+    def save(self, path: Path) -> None:
+        """Write the contents and sampler state."""
+
+    def load(self, path: Path) -> None:
+        """Restore what :meth:`save` wrote."""
+
+    def __len__(self) -> int: ...
+
+
 class ReplayBuffer:
     """Uniform replay over the last ``capacity`` transitions.
 
@@ -82,8 +100,13 @@ class ReplayBuffer:
         reward: np.ndarray,
         next_obs: np.ndarray,
         terminated: np.ndarray,
+        truncated: np.ndarray | None = None,
     ) -> None:
-        """Store one transition per env (each argument has a leading env axis)."""
+        """Store one transition per env (each argument has a leading env axis).
+
+        ``truncated`` marks episode ends that still bootstrap; this buffer needs only
+        ``terminated``, since ``next_obs`` is always the true next observation.
+        """
         n = len(action)
         if n == 1 or self.pos + n <= self.capacity:
             slots: slice | np.ndarray = slice(self.pos, self.pos + n)

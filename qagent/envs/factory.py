@@ -16,6 +16,7 @@ import gymnasium as gym
 from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
 from qagent.config import EnvConfig
+from qagent.envs.atari import is_atari, make_atari
 from qagent.errors import ConfigError, UnknownNameError
 from qagent.plugins.registries import ENVS
 
@@ -39,6 +40,7 @@ def _register_optional_ids(env_id: str) -> None:
                 hint=f"pip install 'qagent[{extra}]'",
             ) from None
         if module_name == "ale_py":
+            module.ALEInterface.setLoggerMode(module.LoggerMode.Error)  # no banner on every env
             gym.register_envs(module)
 
 
@@ -66,20 +68,38 @@ def check_env_id(env_id: str) -> None:
 def make_env(config: EnvConfig, *, training: bool = True, render_mode: str | None = None) -> gym.Env:
     """One environment with episode statistics (``info["episode"]`` at the end of each episode).
 
+    ALE games get the standard DQN preprocessing (:mod:`qagent.envs.atari`); their statistics
+    are those of the full game, so with the loss of a life as terminal (training), episodes
+    that end on a lost life carry no ``info["episode"]``.
+
     :param training: False for evaluation copies (plugins and Atari preprocessing may differ).
     :param render_mode: passed to the env, e.g. ``"rgb_array"`` for videos.
     """
     check_env_id(config.id)
     kwargs: dict[str, Any] = dict(config.kwargs)
-    if render_mode is not None:
-        kwargs["render_mode"] = render_mode
     try:
-        env = ENVS.get(config.id)(**kwargs) if config.id in ENVS else gym.make(config.id, **kwargs)
+        if config.id not in ENVS and is_atari(gymnasium_spec(config.id)):
+            env = make_atari(config.id, config.atari, training=training, render_mode=render_mode, kwargs=kwargs)
+        else:
+            if render_mode is not None:
+                kwargs["render_mode"] = render_mode
+            env = ENVS.get(config.id)(**kwargs) if config.id in ENVS else gym.make(config.id, **kwargs)
+            env = RecordEpisodeStatistics(env)
     except TypeError as exc:
         raise ConfigError(f"env {config.id!r} rejected env.kwargs {config.kwargs}: {exc}") from None
     if config.max_episode_steps is not None:
         env = TimeLimit(env, max_episode_steps=config.max_episode_steps)
-    return RecordEpisodeStatistics(env)
+    return env
+
+
+def frame_stack_of(env: gym.Env) -> int | None:
+    """How many frames each observation stacks (``FrameStackObservation`` in the chain), or None."""
+    layer: gym.Env = env
+    while isinstance(layer, gym.Wrapper):
+        if isinstance(layer, gym.wrappers.FrameStackObservation):
+            return int(layer.stack_size)
+        layer = layer.env
+    return None
 
 
 def make_vector_env(config: EnvConfig, num_envs: int, *, training: bool = True) -> gym.vector.VectorEnv:

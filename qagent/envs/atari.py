@@ -1,0 +1,72 @@
+"""Atari (ALE) games with the standard DQN preprocessing, from well-kept wrappers.
+
+The chain, in the common order (Mnih et al. 2015; Machado et al. 2018):
+
+1. the ALE env with frame skip 1 (skipping happens below), sticky actions (p = 0.25 by
+   default for ``ALE/*-v5`` ids, 0 for ``*NoFrameskip-v4``) and a 108k-frame episode cap;
+2. gymnasium's ``RecordEpisodeStatistics``, so returns are always those of the full game;
+3. Stable-Baselines3's ``AtariWrapper``: up to 30 no-ops on reset, frame skip 4 with a max
+   over the last two frames, loss of a life as terminal (training only), FIRE on reset for
+   games that need it, 84x84 grayscale, rewards clipped to their sign (training only);
+4. gymnasium's ``FrameStackObservation``: the last 4 frames, oldest first, as ``(4, 84, 84)``
+   uint8 (channels first), the first frame of an episode repeated to fill the stack.
+
+Evaluation copies (``training=False``) keep the game going across lives and the rewards
+unclipped, so evaluation returns are game scores.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+from gymnasium.wrappers import FrameStackObservation, RecordEpisodeStatistics, ReshapeObservation
+
+from qagent.config import AtariConfig
+from qagent.errors import ConfigError
+
+
+def is_atari(spec: gym.envs.registration.EnvSpec | None) -> bool:
+    """Whether a gymnasium spec belongs to the Arcade Learning Environment."""
+    entry = getattr(spec, "entry_point", "") if spec is not None else ""
+    return isinstance(entry, str) and entry.startswith("ale_py")
+
+
+def make_atari(
+    env_id: str,
+    config: AtariConfig,
+    *,
+    training: bool,
+    render_mode: str | None = None,
+    kwargs: dict[str, Any] | None = None,
+) -> gym.Env:
+    """An ALE game with the preprocessing above; ``kwargs`` go to ``gymnasium.make``."""
+    try:
+        from stable_baselines3.common.atari_wrappers import AtariWrapper
+    except ImportError:
+        raise ConfigError(
+            f"env {env_id!r} needs Stable-Baselines3's Atari wrappers and OpenCV", hint="pip install 'qagent[atari]'"
+        ) from None
+    sticky = config.sticky_actions
+    if sticky is None:
+        sticky = 0.25 if env_id.startswith("ALE/") else 0.0
+    options = {
+        "frameskip": 1,
+        "repeat_action_probability": sticky,
+        "max_num_frames_per_episode": config.max_frames,
+        **(kwargs or {}),
+    }
+    if render_mode is not None:
+        options["render_mode"] = render_mode
+    env = gym.make(env_id, **options)
+    env = RecordEpisodeStatistics(env)
+    env = AtariWrapper(
+        env,
+        noop_max=config.noop_max,
+        frame_skip=config.frame_skip,
+        screen_size=config.screen_size,
+        terminal_on_life_loss=training and config.terminal_on_life_loss,
+        clip_reward=training and config.clip_rewards,
+    )
+    env = ReshapeObservation(env, (config.screen_size, config.screen_size))
+    return FrameStackObservation(env, config.frame_stack)
