@@ -129,6 +129,7 @@ def _tracking_overrides(tracking_uri: str | None, experiment: str | None, no_tra
 @click.option("--total-steps", type=int, help="Shortcut for --set train.total_steps=N.")
 @click.option("--resume", metavar="RUN_DIR", help="Continue this run from its newest checkpoint.")
 @click.option("--save-buffer", is_flag=True, help="Save the replay buffer with checkpoints (exact resume).")
+@click.option("--video-every", type=click.IntRange(min=1), metavar="N", help="Shortcut for --set eval.video_every=N.")
 @click.option("--runs-dir", default="runs", show_default=True, help="Folder that holds run directories.")
 @click.option("--run-name", help="Name of the run directory (default: env-agent-seed-time).")
 @click.option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db).")
@@ -146,6 +147,7 @@ def train(
     total_steps: int | None,
     resume: str | None,
     save_buffer: bool,
+    video_every: int | None,
     runs_dir: str,
     run_name: str | None,
     tracking_uri: str | None,
@@ -163,6 +165,8 @@ def train(
     sets += _tracking_overrides(tracking_uri, experiment, no_track)
     if save_buffer:
         sets.append("train.save_buffer=true")
+    if video_every:
+        sets.append(f"eval.video_every={video_every}")
     if resume:
         if config_file:
             raise click.UsageError("--resume continues a run with its saved config; use --set to change keys")
@@ -212,13 +216,24 @@ def _print_train_result(result: Any) -> None:
     "--epsilon", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Random-action probability."
 )
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Episode j starts from seed+j.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="JSON results [default: RUN_DIR/eval.json].")
 @click.option(
-    "--output", "-o", type=click.Path(dir_okay=False), help="JSON file for the results (default: RUN_DIR/eval.json)."
+    "--video", type=click.Path(dir_okay=False), help="Also record the first episodes to FILE.gif or FILE.mp4."
+)
+@click.option(
+    "--video-episodes", default=1, show_default=True, type=click.IntRange(min=1), help="Episodes in the video."
 )
 @plugin_option
 @handle_errors
 def evaluate(
-    target: str, episodes: int, epsilon: float, seed: int, output: str | None, plugins: tuple[str, ...]
+    target: str,
+    episodes: int,
+    epsilon: float,
+    seed: int,
+    output: str | None,
+    video: str | None,
+    video_episodes: int,
+    plugins: tuple[str, ...],
 ) -> None:
     """Evaluate a trained agent; prints a table and writes JSON (mean, std, min, max, median, episodes).
 
@@ -241,12 +256,14 @@ def evaluate(
         except PolicyLoadError as exc:
             raise CheckpointError(str(exc)) from None
         load_plugins(plugins, recorded)
-        result = evaluate_policy_file(target, episodes, seed, epsilon)
+        result = evaluate_policy_file(target, episodes, seed, epsilon, video=video, video_episodes=video_episodes)
         run = None
     else:
         run, path, checkpoint = load_run_checkpoint(target)
         load_plugins(plugins, checkpoint.get("plugins", []))
-        result = evaluate_checkpoint(str(path), episodes, seed, epsilon, checkpoint=checkpoint)
+        result = evaluate_checkpoint(
+            str(path), episodes, seed, epsilon, checkpoint=checkpoint, video=video, video_episodes=video_episodes
+        )
     summary = result.summary()
     source = "onnx · " if target.endswith(".onnx") else ""
     table = Table(title=f"{source}{result.extra['env']} · {result.extra['agent']} · step {result.extra['step']:,}")
@@ -266,6 +283,8 @@ def evaluate(
     output_path.parent.mkdir(parents=True, exist_ok=True)
     output_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     click.echo(f"results written to {output_path}")
+    if video:
+        click.echo(f"video written to {video}")
 
 
 # --------------------------------------------------------------------------- export
@@ -384,6 +403,24 @@ def serve(ctx: click.Context) -> None:
     from qagent.serve.__main__ import main as serve_main
 
     sys.exit(serve_main(list(ctx.args), prog="qagent serve"))
+
+
+# --------------------------------------------------------------------------- plot
+
+
+@main.command()
+@click.argument("runs", nargs=-1, required=True, metavar="RUN_DIR...")
+@click.option("--output", "-o", default="learning_curves.png", show_default=True, help="PNG file to write.")
+@click.option(
+    "--window", default=20, show_default=True, type=click.IntRange(min=1), help="Episodes per moving average."
+)
+@click.option("--title", help="Plot title [default: the run names].")
+@handle_errors
+def plot(runs: tuple[str, ...], output: str, window: int, title: str | None) -> None:
+    """Plot episodic return against env steps for one or more runs, overlaid."""
+    from qagent.plotting import plot_runs
+
+    click.echo(f"wrote {plot_runs(list(runs), output, window=window, title=title)}")
 
 
 # --------------------------------------------------------------------------- plugins

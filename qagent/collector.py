@@ -13,16 +13,22 @@ and keeps the game's seed.
 
 from __future__ import annotations
 
+import contextlib
+import copy
+import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
+from torch import nn
 
 from qagent.agents.exploration import ActionValues, ExplorationStrategy
-from qagent.agents.replay import Replay
+from qagent.agents.replay import Batch, Replay
 
 RESET = -1  # in an env's action log: a reset that continued the game (a lost life)
 
@@ -146,3 +152,128 @@ class Collector:
                 stacklevel=2,
             )
             self.obs = self._reset(diverged, diverged, self.obs)
+
+
+class SharedReplay:
+    """A replay memory written by the collector thread and read by the learner, under one lock.
+
+    Sampling gathers a whole training round inside the lock (one fancy-index per array), so
+    the collector waits only for that copy, never for gradient steps.
+    """
+
+    def __init__(self, inner: Replay) -> None:
+        self.inner = inner
+        self.lock = threading.Lock()
+
+    def add(self, *transition: np.ndarray) -> None:
+        with self.lock:
+            self.inner.add(*transition)
+
+    def sample_many(self, count: int, batch_size: int) -> Iterator[Batch]:
+        with self.lock:
+            return iter(list(self.inner.sample_many(count, batch_size)))
+
+    def save(self, path: Path) -> None:
+        with self.lock:
+            self.inner.save(path)
+
+    def load(self, path: Path) -> None:
+        with self.lock:
+            self.inner.load(path)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+class BackgroundCollector:
+    """Runs a :class:`Collector` in a thread, up to ``lead`` env steps ahead of the learner.
+
+    It acts with its own copy of the online network, refreshed by :meth:`publish` after each
+    training round, so collection and learning overlap on two cores. The order of events then
+    depends on thread timing: runs are not bit-for-bit reproducible, unlike the serial loop.
+
+    :param collector: the collector to drive (its buffer should be a :class:`SharedReplay`).
+    :param network: the online network, copied for acting.
+    :param collected: env steps collected so far.
+    :param lead: how many env steps the collector may run ahead of what the learner asked for.
+    """
+
+    def __init__(self, collector: Collector, network: nn.Module, collected: int, lead: int) -> None:
+        self.collector = collector
+        self.collected = collected
+        self.lead = lead
+        self._acting = copy.deepcopy(network).requires_grad_(False)
+        self._spare = copy.deepcopy(network).requires_grad_(False)
+        self._net_lock = threading.Lock()
+        collector.q_values = self._q_values
+        self._limit = collected
+        self._episodes: list[Episode] = []
+        self._cond = threading.Condition()
+        self._stopping = self._paused = self._busy = False
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="qagent-collector", daemon=True)
+        self._thread.start()
+
+    def _q_values(self, obs: np.ndarray) -> np.ndarray:
+        with self._net_lock, torch.inference_mode():
+            return self._acting(torch.as_tensor(obs)).numpy()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    self._cond.wait_for(lambda: self._stopping or (not self._paused and self.collected < self._limit))
+                    if self._stopping:
+                        return
+                    self._busy, step = True, self.collected
+                episodes = self.collector.collect(1, step)
+                with self._cond:
+                    self.collected += self.collector.num_envs
+                    self._episodes.extend(episodes)
+                    self._busy = False
+                    self._cond.notify_all()
+        except BaseException as exc:  # noqa: BLE001 - handed to the learner's thread
+            with self._cond:
+                self._error, self._busy = exc, False
+                self._cond.notify_all()
+
+    def collect_to(self, target: int) -> list[Episode]:
+        """Let the collector run to ``target + lead``; wait until it has reached ``target``.
+
+        :returns: the episodes finished since the last call.
+        """
+        with self._cond:
+            self._limit = max(self._limit, target + self.lead)
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: self.collected >= target or self._error is not None)
+            if self._error is not None:
+                raise self._error
+            episodes, self._episodes = self._episodes, []
+        return episodes
+
+    def publish(self, network: nn.Module) -> None:
+        """Give the collector the learner's current weights (copied, then swapped in)."""
+        with torch.no_grad():
+            for spare, online in zip(self._spare.state_dict().values(), network.state_dict().values(), strict=True):
+                spare.copy_(online)
+        with self._net_lock:
+            self._acting, self._spare = self._spare, self._acting
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """Hold the collector between two env steps (for a consistent checkpoint)."""
+        with self._cond:
+            self._paused = True
+            self._cond.wait_for(lambda: not self._busy)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._paused = False
+                self._cond.notify_all()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        self._thread.join()

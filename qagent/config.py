@@ -17,7 +17,7 @@ import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -137,6 +137,8 @@ class TrainConfig(Section):
     """Save the replay buffer with each checkpoint, so a resumed run continues exactly."""
     keep_best: bool = True
     """Keep checkpoints/best.pt, the checkpoint of the best evaluation so far."""
+    async_collection: bool = False
+    """Collect in a background thread while the learner trains (both cores; not bit-for-bit reproducible)."""
     torch_threads: PositiveInt | None = None
     """Threads for PyTorch's intra-op pool; None keeps PyTorch's default (one per core)."""
     log_every: PositiveInt = 1_000
@@ -154,6 +156,10 @@ class EvalConfig(Section):
     """Probability of a random action during evaluation (0 is greedy)."""
     num_envs: PositiveInt = 10
     """Evaluation episodes run side by side (results do not depend on it)."""
+    video_every: PositiveInt | None = None
+    """Record one evaluation episode every this many env steps (and at the end) and log it to MLflow."""
+    video_format: Literal["gif", "mp4"] = "gif"
+    """File format of training videos (mp4 needs imageio-ffmpeg)."""
 
 
 class TrackingConfig(Section):

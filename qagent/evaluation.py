@@ -121,13 +121,20 @@ class Evaluator:
 
 
 def evaluate_checkpoint(
-    target: str, episodes: int, seed: int, epsilon: float = 0.0, checkpoint: dict[str, Any] | None = None
+    target: str,
+    episodes: int,
+    seed: int,
+    epsilon: float = 0.0,
+    checkpoint: dict[str, Any] | None = None,
+    video: str | Path | None = None,
+    video_episodes: int = 1,
 ) -> EvalResult:
     """Load the policy in a run directory or checkpoint file and evaluate it.
 
     The checkpoint carries its resolved config, so the env and network are rebuilt exactly.
 
     :param checkpoint: the checkpoint ``target`` resolves to, if the caller loaded it already.
+    :param video: also record the first ``video_episodes`` episodes to this .gif or .mp4 file.
     """
     from qagent.checkpoint import load_run_checkpoint, mismatch_reason
     from qagent.components import build_agent, probe_spaces
@@ -148,22 +155,48 @@ def evaluate_checkpoint(
             f"checkpoint {path} does not fit the network its config builds: {mismatch_reason(exc)}",
             hint="was it written by another qagent version, or with a plugin that is not loaded?",
         ) from None
-    evaluator = Evaluator(config.env, min(episodes, config.eval.num_envs))
-    try:
-        with agent.policy.evaluation_mode() as policy:
-            result = evaluator.run(policy.q_values, episodes, seed, epsilon)
-    finally:
-        evaluator.close()
-    result.extra = {
-        "checkpoint": str(path),
-        "step": int(checkpoint["step"]),
-        "env": config.env.id,
-        "agent": config.agent.name,
-    }
+    with agent.policy.evaluation_mode() as policy:
+        result = _evaluate(policy.q_values, config.env, episodes, seed, epsilon, video, video_episodes)
+    result.extra.update(
+        {"checkpoint": str(path), "step": int(checkpoint["step"]), "env": config.env.id, "agent": config.agent.name}
+    )
     return result
 
 
-def evaluate_policy_file(path: str | Path, episodes: int, seed: int, epsilon: float = 0.0) -> EvalResult:
+def _evaluate(
+    q_values: Callable[[np.ndarray], np.ndarray],
+    env_config: EnvConfig,
+    episodes: int,
+    seed: int,
+    epsilon: float,
+    video: str | Path | None,
+    video_episodes: int,
+) -> EvalResult:
+    if video is not None:
+        from qagent.video import check_video_path
+
+        check_video_path(video)  # before the evaluation, not after it
+    evaluator = Evaluator(env_config, min(episodes, 10))
+    try:
+        result = evaluator.run(q_values, episodes, seed, epsilon)
+    finally:
+        evaluator.close()
+    if video is not None:
+        from qagent.video import record_video
+
+        recorded = record_video(q_values, env_config, video, episodes=video_episodes, seed=seed, epsilon=epsilon)
+        result.extra["video"] = recorded.extra["video"]
+    return result
+
+
+def evaluate_policy_file(
+    path: str | Path,
+    episodes: int,
+    seed: int,
+    epsilon: float = 0.0,
+    video: str | Path | None = None,
+    video_episodes: int = 1,
+) -> EvalResult:
     """Evaluate an exported ONNX policy through :mod:`qagent.serve` (no torch in the loop).
 
     The env is rebuilt from the file's metadata, so the same seeds give the same episodes as
@@ -173,15 +206,8 @@ def evaluate_policy_file(path: str | Path, episodes: int, seed: int, epsilon: fl
 
     policy = Policy.load(path)
     meta = policy.metadata
-    evaluator = Evaluator(EnvConfig(**meta["env"]), min(episodes, 10))
-    try:
-        result = evaluator.run(policy.q_values, episodes, seed, epsilon)
-    finally:
-        evaluator.close()
-    result.extra = {
-        "policy": str(path),
-        "step": meta["training"]["steps"],
-        "env": meta["env"]["id"],
-        "agent": meta["agent"],
-    }
+    result = _evaluate(policy.q_values, EnvConfig(**meta["env"]), episodes, seed, epsilon, video, video_episodes)
+    result.extra.update(
+        {"policy": str(path), "step": meta["training"]["steps"], "env": meta["env"]["id"], "agent": meta["agent"]}
+    )
     return result

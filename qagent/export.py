@@ -31,8 +31,10 @@ import qagent
 from qagent.checkpoint import load_run_checkpoint, mismatch_reason
 from qagent.components import build_agent
 from qagent.config import RunConfig, resolve_config
-from qagent.envs.factory import frame_stack_of, make_env
+from qagent.envs.atari import is_atari
+from qagent.envs.factory import frame_stack_of, gymnasium_spec, make_env
 from qagent.errors import CheckpointError, QAgentError
+from qagent.plugins.registries import ENVS
 from qagent.serve import metadata as md
 
 TOLERANCE = 1e-5
@@ -111,6 +113,18 @@ def describe_preprocessing(env: gym.Env) -> dict[str, Any]:
     return {"frame_stack": frame_stack_of(env)}
 
 
+def describe_env(config: RunConfig) -> dict[str, Any]:
+    """The env section needed to rebuild the evaluation env (with Atari preprocessing for ALE games)."""
+    env: dict[str, Any] = {
+        "id": config.env.id,
+        "kwargs": config.env.kwargs,
+        "max_episode_steps": config.env.max_episode_steps,
+    }
+    if is_atari(gymnasium_spec(config.env.id)) and config.env.id not in ENVS:
+        env["atari"] = config.env.atari.model_dump(mode="json")
+    return env
+
+
 def policy_metadata(config: RunConfig, checkpoint: dict[str, Any], env: gym.Env) -> dict[str, Any]:
     """The metadata document written into the ONNX file."""
     observation = describe_observation_space(env.observation_space)
@@ -122,7 +136,7 @@ def policy_metadata(config: RunConfig, checkpoint: dict[str, Any], env: gym.Env)
         "qagent_version": qagent.__version__,
         "agent": config.agent.name,
         "network": config.network.name,
-        "env": {"id": config.env.id, "kwargs": config.env.kwargs, "max_episode_steps": config.env.max_episode_steps},
+        "env": describe_env(config),
         "observation": observation,
         "action": {"space": "Discrete", "n": n_actions, "meanings": action_meanings(env)},
         "preprocessing": describe_preprocessing(env),

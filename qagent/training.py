@@ -27,7 +27,7 @@ import torch
 
 import qagent
 from qagent.checkpoint import load_run_checkpoint, mismatch_reason, save_checkpoint
-from qagent.collector import Collector, Episode
+from qagent.collector import BackgroundCollector, Collector, Episode, SharedReplay
 from qagent.components import build_agent, build_exploration, build_replay, seed_streams
 from qagent.config import RunConfig, flatten
 from qagent.envs.factory import make_vector_env
@@ -130,10 +130,13 @@ class Trainer:
         action_space = self.envs.single_action_space
         self.agent = build_agent(config, observation_space, action_space, device=device)
         self.exploration = build_exploration(config, self.agent.n_actions, seed=seeds[1])
-        self.buffer = build_replay(config, self.envs, seed=seeds[2])
+        replay = build_replay(config, self.envs, seed=seeds[2])
+        self.buffer = SharedReplay(replay) if config.train.async_collection else replay
         self.collector = Collector(self.envs, self.agent.policy.q_values, self.exploration, self.buffer, seed=seeds[3])
+        self.background: BackgroundCollector | None = None
         self.evaluator = Evaluator(config.env, config.eval.num_envs)
-        self.step = 0
+        self.step = 0  # env steps the learner has reached
+        self.collected = 0  # env steps collected (ahead of step with async collection)
         self.episodes = 0
         self.last_eval: dict[str, Any] | None = None
         self.best_eval: dict[str, Any] | None = None
@@ -141,6 +144,7 @@ class Trainer:
         self.window = MetricWindow()
         self._bar: TrainingProgress | None = None
         self._clock = (time.perf_counter(), 0)  # (time, step) at which steps/s counting restarted
+        self._last_video_step = -1
 
     # ------------------------------------------------------------------ the loop
 
@@ -149,16 +153,25 @@ class Trainer:
         total = self.config.train.total_steps
         start_step, train_seconds = self.step, 0.0
         self._clock = (time.perf_counter(), self.step)
-        with TrainingProgress(total, self.step, self.show_progress) as bar, stop_on_interrupt(bar) as stop:
-            self._bar = bar
-            while self.step < total and not stop.is_set():
-                t0 = time.perf_counter()
-                prev = self.step
-                episodes = self.run_chunk()
-                train_seconds += time.perf_counter() - t0
-                self._after_chunk(prev, episodes)
-            interrupted = self.step < total
-            bar.update(self.step, force=True)
+        if self.config.train.async_collection:
+            lead = max(self.config.agent.train_freq, self.collector.num_envs)
+            self.background = BackgroundCollector(self.collector, self.agent.q_net, self.collected, lead)
+        try:
+            with TrainingProgress(total, self.step, self.show_progress) as bar, stop_on_interrupt(bar) as stop:
+                self._bar = bar
+                while self.step < total and not stop.is_set():
+                    t0 = time.perf_counter()
+                    prev = self.step
+                    episodes = self.run_chunk()
+                    train_seconds += time.perf_counter() - t0
+                    self._after_chunk(prev, episodes)
+                interrupted = self.step < total
+                bar.update(self.step, force=True)
+        finally:
+            if self.background is not None:
+                self.background.stop()
+                self.collected = self.background.collected
+                self.background = None
         return self._finish(interrupted, start_step, train_seconds)
 
     def run_chunk(self) -> list[Episode]:
@@ -166,15 +179,22 @@ class Trainer:
         agent_cfg, n = self.config.agent, self.collector.num_envs
         prev = self.step
         chunk_end = min(self.config.train.total_steps, (prev // agent_cfg.train_freq + 1) * agent_cfg.train_freq)
-        vector_steps = -(-(chunk_end - prev) // n)
-        episodes = self.collector.collect(vector_steps, prev)
-        self.step = prev + vector_steps * n
+        target = prev + -(-(chunk_end - prev) // n) * n  # whole vector steps
+        if self.background is not None:
+            episodes = self.background.collect_to(target)
+            self.collected = self.background.collected
+        else:
+            episodes = self.collector.collect(max(0, target - self.collected) // n, self.collected)
+            self.collected = max(self.collected, target)
+        self.step = target
         self.agent.update_target(crossings(prev, self.step, agent_cfg.target_update_interval))
         if self.step > agent_cfg.learning_starts:
             updates = agent_cfg.gradient_steps * crossings(prev, self.step, agent_cfg.train_freq)
             for batch in self.buffer.sample_many(updates, agent_cfg.batch_size):
                 result = self.agent.update(batch)
                 self.window.add(result.loss, result.q_mean)
+            if self.background is not None and updates:
+                self.background.publish(self.agent.q_net)
         return episodes
 
     def _after_chunk(self, prev: int, episodes: list[Episode]) -> None:
@@ -188,6 +208,8 @@ class Trainer:
         if cfg.eval.every and crossings(prev, self.step, cfg.eval.every):
             self.evaluate(cfg.eval.episodes)
             self._clock = (time.perf_counter(), self.step)  # steps/s leaves evaluation out
+        if cfg.eval.video_every and crossings(prev, self.step, cfg.eval.video_every):
+            self.record_video()
         if cfg.train.checkpoint_every and crossings(prev, self.step, cfg.train.checkpoint_every):
             self.save_checkpoint()
         if self._bar is not None:
@@ -203,10 +225,16 @@ class Trainer:
         """Final evaluation (unless interrupted), checkpoint, artifacts and run status."""
         if interrupted:
             self._print(f"[yellow]interrupted at step {self.step}[/]; writing a checkpoint")
-        elif self.config.eval.final_episodes:
-            self.evaluate(self.config.eval.final_episodes, final=True)
+        else:
+            if self.config.eval.final_episodes:
+                self.evaluate(self.config.eval.final_episodes, final=True)
+            if self.config.eval.video_every and self._last_video_step != self.step:
+                self.record_video()
         checkpoint = self.save_checkpoint()
         self.tracker.log_artifact(self.run.config_path)
+        curve = self._plot_learning_curve()
+        if curve is not None:
+            self.tracker.log_artifact(curve)
         if not interrupted:
             self.tracker.log_artifact(checkpoint, "checkpoints")
         self.tracker.finish("KILLED" if interrupted else "FINISHED")
@@ -233,6 +261,17 @@ class Trainer:
             tracking=self.tracker.describe(),
             tracking_uri=getattr(self.tracker, "uri", None),
         )
+
+    def _plot_learning_curve(self) -> Path | None:
+        """RUN_DIR/learning_curve.png, if matplotlib is there and the run has episodes."""
+        from qagent.errors import QAgentError
+
+        try:
+            from qagent.plotting import plot_runs
+
+            return plot_runs([self.run.root], self.run.root / "learning_curve.png")
+        except (ImportError, QAgentError):
+            return None
 
     def _print(self, message: str) -> None:
         if self._bar is not None:
@@ -283,8 +322,21 @@ class Trainer:
         if self.config.train.keep_best and (self.best_eval is None or record["mean"] > self.best_eval["mean"]):
             self.best_eval = record
             self.run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            save_checkpoint(self.run.best_path, self.state_dict(buffer_file=None))
+            with self._collection_paused():
+                save_checkpoint(self.run.best_path, self.state_dict(buffer_file=None))
         return record
+
+    def record_video(self) -> Path:
+        """One greedy evaluation episode as a video in RUN_DIR/videos/, logged to MLflow."""
+        from qagent.video import record_video
+
+        path = self.run.root / "videos" / f"step-{self.step:010d}.{self.config.eval.video_format}"
+        with self.agent.policy.evaluation_mode() as policy:
+            result = record_video(policy.q_values, self.config.env, path, seed=self.eval_seed)
+        self.tracker.log_artifact(path, "videos")
+        self._print(f"step {self.step:>9,}  video: return {result.mean:.1f}, {path}")
+        self._last_video_step = self.step
+        return path
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -294,6 +346,7 @@ class Trainer:
             "config": self.config.to_dict(),
             "plugins": self.plugins,
             "step": self.step,
+            "collector_step": self.collected,
             "episodes": self.episodes,
             "agent": self.agent.state_dict(),
             "exploration": self.exploration.state_dict(),
@@ -305,8 +358,22 @@ class Trainer:
             "mlflow_run_id": self.tracker.run_id,
         }
 
+    @contextlib.contextmanager
+    def _collection_paused(self) -> Iterator[None]:
+        """Hold the background collector (if any) so the state it shares is consistent."""
+        if self.background is None:
+            yield
+            return
+        with self.background.paused():
+            self.collected = self.background.collected
+            yield
+
     def save_checkpoint(self) -> Path:
         """Write a checkpoint for the current step (and the buffer with train.save_buffer)."""
+        with self._collection_paused():
+            return self._save_checkpoint()
+
+    def _save_checkpoint(self) -> Path:
         buffer_file = None
         self.run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         if self.config.train.save_buffer:
@@ -332,6 +399,7 @@ class Trainer:
         self.collector.load_state_dict(checkpoint["collector"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         self.step = int(checkpoint["step"])
+        self.collected = int(checkpoint.get("collector_step", self.step))
         self.episodes = int(checkpoint["episodes"])
         self.last_eval = checkpoint.get("last_eval")
         self.best_eval = checkpoint.get("best_eval")

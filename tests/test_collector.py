@@ -17,9 +17,9 @@ from qagent.plugins.registries import ENVS
 
 
 class Counter(gym.Env):
-    """Observation = steps since reset; action 1 ends the episode (terminated)."""
+    """Observation = a negative start (-10, -20 or -30) plus steps since reset; action 1 terminates."""
 
-    observation_space = gym.spaces.Box(0, 1000, shape=(1,), dtype=np.float32)
+    observation_space = gym.spaces.Box(-1000, 1000, shape=(1,), dtype=np.float32)
     action_space = gym.spaces.Discrete(2)
 
     def __init__(self, noisy: bool = False) -> None:
@@ -28,7 +28,7 @@ class Counter(gym.Env):
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        self.t = int(self.np_random.integers(0, 3)) if not self.noisy else random.randint(0, 1000)
+        self.t = -10 * int(self.np_random.integers(1, 4)) if not self.noisy else random.randint(0, 1000)
         return np.array([self.t], dtype=np.float32), {}
 
     def step(self, action):
@@ -58,9 +58,10 @@ def test_final_observations_reach_the_buffer(counter_env):
     assert np.all(next_obs == obs + 1)  # never a reset observation
     terminated = buffer.terminated[:n]
     assert np.array_equal(terminated, buffer.action[:n] == 1)
-    truncated_ends = (next_obs >= 4) & ~terminated  # time limit hit: bootstraps (discount kept)
+    truncated_ends = (next_obs % 10 == 4) & ~terminated  # the time limit of 4 steps: bootstraps (discount kept)
     assert truncated_ends.any()
     assert episodes and all(e.ret == e.length for e in episodes)
+    assert len(episodes) == int(terminated.sum() + truncated_ends.sum())  # time limits end episodes too
     assert [e.step for e in episodes] == sorted(e.step for e in episodes)
 
 

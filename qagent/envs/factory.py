@@ -77,19 +77,22 @@ def make_env(config: EnvConfig, *, training: bool = True, render_mode: str | Non
     """
     check_env_id(config.id)
     kwargs: dict[str, Any] = dict(config.kwargs)
+    atari = config.id not in ENVS and is_atari(gymnasium_spec(config.id))
+    if atari and config.max_episode_steps is not None:
+        raise ConfigError(
+            "env.max_episode_steps does not apply to ALE games", hint="cap episodes with env.atari.max_frames"
+        )
     try:
-        if config.id not in ENVS and is_atari(gymnasium_spec(config.id)):
-            env = make_atari(config.id, config.atari, training=training, render_mode=render_mode, kwargs=kwargs)
-        else:
-            if render_mode is not None:
-                kwargs["render_mode"] = render_mode
-            env = ENVS.get(config.id)(**kwargs) if config.id in ENVS else gym.make(config.id, **kwargs)
-            env = RecordEpisodeStatistics(env)
+        if atari:
+            return make_atari(config.id, config.atari, training=training, render_mode=render_mode, kwargs=kwargs)
+        if render_mode is not None:
+            kwargs["render_mode"] = render_mode
+        env = ENVS.get(config.id)(**kwargs) if config.id in ENVS else gym.make(config.id, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"env {config.id!r} rejected env.kwargs {config.kwargs}: {exc}") from None
     if config.max_episode_steps is not None:
         env = TimeLimit(env, max_episode_steps=config.max_episode_steps)
-    return env
+    return RecordEpisodeStatistics(env)
 
 
 def frame_stack_of(env: gym.Env) -> int | None:
