@@ -61,16 +61,21 @@ class MetricWindow:
     loss: float = 0.0
     q_mean: float = 0.0
     updates: int = 0
+    q_updates: int = 0
 
-    def add(self, loss: float, q_mean: float) -> None:
+    def add(self, loss: float, q_mean: float | None = None) -> None:
+        """One update's loss and mean Q (None when the learner does not report it)."""
         self.loss += loss
-        self.q_mean += q_mean
         self.updates += 1
+        if q_mean is not None:
+            self.q_mean += q_mean
+            self.q_updates += 1
 
     def means(self) -> dict[str, float]:
-        if not self.updates:
-            return {}
-        return {"train/loss": self.loss / self.updates, "train/q_mean": self.q_mean / self.updates}
+        out = {"train/loss": self.loss / self.updates} if self.updates else {}
+        if self.q_updates:
+            out["train/q_mean"] = self.q_mean / self.q_updates
+        return out
 
 
 @dataclass
@@ -124,16 +129,8 @@ class Trainer:
         configure_torch(config.train.torch_threads)
         seeds = seed_streams(config.seed, 5)
         self.eval_seed = seeds[4]
-        torch.manual_seed(seeds[0])
-        self.envs = make_vector_env(config.env, config.env.num_envs, training=True)
-        observation_space = self.envs.single_observation_space
-        action_space = self.envs.single_action_space
-        self.agent = build_agent(config, observation_space, action_space, device=device)
-        self.exploration = build_exploration(config, self.agent.n_actions, seed=seeds[1])
-        replay = build_replay(config, self.envs, seed=seeds[2])
-        self.buffer = SharedReplay(replay) if config.train.async_collection else replay
-        self.collector = Collector(self.envs, self.agent.policy.q_values, self.exploration, self.buffer, seed=seeds[3])
         self.background: BackgroundCollector | None = None
+        self.build(seeds, device)
         self.evaluator = Evaluator(config.env, config.eval.num_envs)
         self.step = 0  # env steps the learner has reached
         self.collected = 0  # env steps collected (ahead of step with async collection)
@@ -145,6 +142,19 @@ class Trainer:
         self._bar: TrainingProgress | None = None
         self._clock = (time.perf_counter(), 0)  # (time, step) at which steps/s counting restarted
         self._last_video_step = -1
+
+    def build(self, seeds: list[int], device: str) -> None:
+        """Make the envs, agent, exploration, replay and collector (a seam for other learners)."""
+        config = self.config
+        torch.manual_seed(seeds[0])
+        self.envs = make_vector_env(config.env, config.env.num_envs, training=True)
+        observation_space = self.envs.single_observation_space
+        action_space = self.envs.single_action_space
+        self.agent = build_agent(config, observation_space, action_space, device=device)
+        self.exploration = build_exploration(config, self.agent.n_actions, seed=seeds[1])
+        replay = build_replay(config, self.envs, seed=seeds[2])
+        self.buffer = SharedReplay(replay) if config.train.async_collection else replay
+        self.collector = Collector(self.envs, self.agent.policy.q_values, self.exploration, self.buffer, seed=seeds[3])
 
     # ------------------------------------------------------------------ the loop
 
@@ -188,7 +198,7 @@ class Trainer:
             self.collected = max(self.collected, target)
         self.step = target
         self.agent.update_target(crossings(prev, self.step, agent_cfg.target_update_interval))
-        if self.step > agent_cfg.learning_starts:
+        if self.step > agent_cfg.learning_starts and len(self.buffer):  # empty after resuming without a buffer
             updates = agent_cfg.gradient_steps * crossings(prev, self.step, agent_cfg.train_freq)
             for batch in self.buffer.sample_many(updates, agent_cfg.batch_size):
                 result = self.agent.update(batch)
@@ -459,6 +469,14 @@ def incompatible_changes(saved: dict[str, Any], config: RunConfig) -> list[str]:
 # ---------------------------------------------------------------------- starting and resuming
 
 
+def trainer_class(config: RunConfig) -> type[Trainer]:
+    """The trainer an agent asks for (``trainer_class()`` on the agent class), else :class:`Trainer`."""
+    from qagent.plugins.registries import AGENTS
+
+    custom = getattr(AGENTS.get(config.agent.name), "trainer_class", None)
+    return custom() if custom is not None else Trainer
+
+
 def _tags(config: RunConfig, plugins: list[str], run: RunDir) -> dict[str, str]:
     from qagent.plugins.discovery import plugin_sources
 
@@ -488,7 +506,7 @@ def start_training(
     name = run_name or RunDir.default_name(config.env.id, config.agent.name, config.seed)
     run = RunDir.create(Path(runs_dir), name)
     try:
-        trainer = Trainer(config, run, Tracker(), plugins=plugins, progress=progress)
+        trainer = trainer_class(config)(config, run, Tracker(), plugins=plugins, progress=progress)
         tracker = make_tracker(config.tracking.enabled, config.tracking.uri, config.tracking.experiment)
     except BaseException:
         shutil.rmtree(run.root, ignore_errors=True)  # nothing ran: leave no empty run behind
@@ -546,7 +564,8 @@ def resume_training(
             f"run {run.root} already reached train.total_steps ({checkpoint['step']})",
             hint=f"continue it for longer with --set train.total_steps={2 * config.train.total_steps}",
         )
-    trainer = Trainer(config, run, Tracker(), plugins=plugins or checkpoint.get("plugins", []), progress=progress)
+    trainer_cls = trainer_class(config)
+    trainer = trainer_cls(config, run, Tracker(), plugins=plugins or checkpoint.get("plugins", []), progress=progress)
     trainer.restore(checkpoint)
     run.config_path.write_text(config.to_yaml())
     meta = run.read_meta()

@@ -141,3 +141,15 @@ def test_vectorized_envs_count_env_steps(workdir):
     assert len(checkpoint["collector"]["actions"]) == 4
     rows = (workdir / "runs/vec/episodes.csv").read_text().splitlines()[1:]
     assert len(rows) == result.episodes > 4
+
+
+def test_async_collection_trains_checkpoints_and_resumes(workdir):
+    config = tiny_config("train.async_collection=true", "train.total_steps=1500", "train.checkpoint_every=500")
+    result = start_training(config, run_name="async", progress=False)
+    assert result.step == 1500 and not result.interrupted and result.episodes > 10
+    checkpoint = load_checkpoint(result.checkpoint)
+    assert checkpoint["collector_step"] >= checkpoint["step"] == 1500
+    assert checkpoint["agent"]["updates"] == 4 * (1500 // 16 - 100 // 16)  # the same schedule as the serial loop
+    with pytest.warns(UserWarning, match="holds no replay buffer"):
+        resumed = resume_training(result.run_dir, ["train.total_steps=2000"], progress=False)
+    assert resumed.step == 2000

@@ -131,8 +131,11 @@ class FrameReplayBuffer:
             raise RuntimeError("cannot sample from an empty replay buffer")
         filled = np.minimum(self.written, self.per_env)
         out: list[np.ndarray] = []
-        needed = count
+        needed, attempts = count, 0
         while needed > 0:
+            attempts += 1
+            if attempts > 20 and not self._usable(np.flatnonzero(self.valid)).any():
+                raise RuntimeError("no complete transition to sample yet")
             env = self.rng.choice(self.num_envs, size=needed * 2, p=filled / filled.sum())
             local = (self.rng.random(needed * 2) * filled[env]).astype(np.int64)
             slots = env * self.per_env + local
@@ -172,16 +175,7 @@ class FrameReplayBuffer:
         """``count`` batches for one round of gradient steps, gathered at once."""
         whole = self.get(self.sample_indices(count * batch_size))
         for i in range(count):
-            s = slice(i * batch_size, (i + 1) * batch_size)
-            yield Batch(
-                whole.obs[s],
-                whole.action[s],
-                whole.reward[s],
-                whole.next_obs[s],
-                whole.discount[s],
-                None,
-                whole.indices[s],
-            )
+            yield whole.slice(i * batch_size, (i + 1) * batch_size)
 
     # ------------------------------------------------------------------ persistence
 

@@ -40,6 +40,13 @@ class Batch:
     def __len__(self) -> int:
         return int(self.action.shape[0])
 
+    def slice(self, start: int, stop: int) -> Batch:
+        """Rows ``start:stop`` (views, no copies)."""
+        s = slice(start, stop)
+        weights = None if self.weights is None else self.weights[s]
+        rows = (self.obs[s], self.action[s], self.reward[s], self.next_obs[s], self.discount[s])
+        return Batch(*rows, weights, self.indices[s])
+
 
 def observation_layout(space: gym.Space) -> tuple[tuple[int, ...], np.dtype]:
     """Shape and dtype of one stored observation."""
@@ -125,6 +132,19 @@ class ReplayBuffer:
             raise RuntimeError("cannot sample from an empty replay buffer")
         return self.rng.integers(0, self.size, size=batch_size)
 
+    def get_indices(self, idx: np.ndarray) -> Batch:
+        """The transitions stored in slots ``idx``."""
+        discount = np.where(self.terminated[idx], 0.0, self.gamma).astype(np.float32)
+        return Batch(
+            obs=torch.from_numpy(self.obs[idx]),
+            action=torch.from_numpy(self.action[idx]),
+            reward=torch.from_numpy(self.reward[idx]),
+            next_obs=torch.from_numpy(self.next_obs[idx]),
+            discount=torch.from_numpy(discount),
+            weights=None,
+            indices=idx,
+        )
+
     def sample(self, batch_size: int) -> Batch:
         """Draw ``batch_size`` transitions uniformly, with replacement."""
         return next(self.sample_many(1, batch_size))
@@ -136,13 +156,9 @@ class ReplayBuffer:
         round is gathered at once: one fancy-index per array instead of one per batch. Replay
         schemes whose sampling follows the learner (priorities) yield batch by batch instead.
         """
-        idx = self.sample_indices(count * batch_size)
-        obs, next_obs = torch.from_numpy(self.obs[idx]), torch.from_numpy(self.next_obs[idx])
-        action, reward = torch.from_numpy(self.action[idx]), torch.from_numpy(self.reward[idx])
-        discount = torch.from_numpy(np.where(self.terminated[idx], 0.0, self.gamma).astype(np.float32))
+        whole = self.get_indices(self.sample_indices(count * batch_size))
         for i in range(count):
-            s = slice(i * batch_size, (i + 1) * batch_size)
-            yield Batch(obs[s], action[s], reward[s], next_obs[s], discount[s], None, idx[s])
+            yield whole.slice(i * batch_size, (i + 1) * batch_size)
 
     # ------------------------------------------------------------------ persistence
 

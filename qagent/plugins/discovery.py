@@ -29,7 +29,7 @@ from qagent.plugins.registry import Source, load_failures, registering_from
 
 ENTRY_POINT_GROUP = "qagent.plugins"
 ENV_VAR = "QAGENT_PLUGINS"
-BUILTIN_MODULES = ("qagent.agents", "qagent.envs")
+BUILTIN_MODULES = ("qagent.agents", "qagent.envs", "qagent.agents.sb3")
 RECORDED = "recorded in the run"
 
 
