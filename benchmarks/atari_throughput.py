@@ -24,7 +24,7 @@ from _report import publish  # noqa: E402
 VARIANTS = {
     "qagent dqn, serial": ["--set", "agent.name=dqn"],
     "qagent dqn, async collection": ["--set", "agent.name=dqn", "--set", "train.async_collection=true"],
-    "Stable-Baselines3 DQN (sb3-dqn)": ["--set", "agent.name=sb3-dqn", "--set", "replay.frame_dedup=false"],
+    "Stable-Baselines3 DQN (sb3-dqn)": ["--set", "agent.name=sb3-dqn"],
 }
 
 

@@ -1,7 +1,7 @@
 """Replay memory for Atari: bytes per transition, and a real 1M-transition buffer.
 
-Compares qagent's frame-deduplicating buffer with storing whole stacks (qagent's plain ring
-buffer, and Stable-Baselines3's ``ReplayBuffer`` with and without ``optimize_memory_usage``) for
+Compares qagent's replay buffer (each frame stored once) with storing whole stacks for obs and
+next_obs (Stable-Baselines3's ``ReplayBuffer``, with and without ``optimize_memory_usage``) for
 4x84x84 uint8 observations. Per-transition figures come from each buffer's arrays; then, when
 the machine has the memory, a real 1M-transition frame buffer is allocated, filled (so every
 page is touched) and sampled, and the process's resident memory is read before and after.
@@ -46,13 +46,10 @@ def per_transition() -> dict[str, float]:
     """Bytes per transition from the arrays each buffer allocates (1,000 slots each)."""
     from stable_baselines3.common.buffers import ReplayBuffer as SB3Buffer
 
-    from qagent.agents.frame_replay import FrameReplayBuffer
     from qagent.agents.replay import ReplayBuffer
 
     n = 1000
-    frames = FrameReplayBuffer(n, SPACE, 0.99)
-    plain = ReplayBuffer(n, SPACE, 0.99)
-    plain_bytes = sum(a.nbytes for a in (plain.obs, plain.next_obs, plain.action, plain.reward, plain.terminated))
+    frames = ReplayBuffer(n, SPACE, 0.99, stack=4)
     sb3 = SB3Buffer(n, SPACE, ACTIONS, device="cpu", optimize_memory_usage=False)
     sb3_lean = SB3Buffer(n, SPACE, ACTIONS, device="cpu", optimize_memory_usage=True, handle_timeout_termination=False)
 
@@ -63,8 +60,7 @@ def per_transition() -> dict[str, float]:
         return sum(a.nbytes for a in arrays)
 
     return {
-        "qagent frame-deduplicating buffer": frames.nbytes / n,
-        "qagent plain ring buffer (obs and next_obs stacks)": plain_bytes / n,
+        "qagent ReplayBuffer (each frame once)": frames.nbytes / n,
         "Stable-Baselines3 ReplayBuffer": sb3_bytes(sb3) / n,
         "Stable-Baselines3 ReplayBuffer, optimize_memory_usage": sb3_bytes(sb3_lean) / n,
     }
@@ -72,10 +68,10 @@ def per_transition() -> dict[str, float]:
 
 def real_buffer(transitions: int) -> dict[str, float]:
     """Allocate, fill and sample a frame buffer of ``transitions`` slots; measure resident memory."""
-    from qagent.agents.frame_replay import FrameReplayBuffer
+    from qagent.agents.replay import ReplayBuffer
 
     before = resident_bytes()
-    buffer = FrameReplayBuffer(transitions, SPACE, 0.99, seed=0)
+    buffer = ReplayBuffer(transitions, SPACE, 0.99, stack=4, seed=0)
     rng = np.random.default_rng(0)
     frame = rng.integers(0, 255, (84, 84), dtype=np.uint8)
     obs = np.repeat(frame[None, None], 4, axis=1)
@@ -118,12 +114,12 @@ def main() -> None:
         f"The physical floor is one frame per transition: {84 * 84:,} bytes, {84 * 84 * 1e6 / GB:.2f} GB per 1M.",
     ]
     real = None
-    needed = sizes["qagent frame-deduplicating buffer"] * args.transitions * 1.2
+    needed = sizes["qagent ReplayBuffer (each frame once)"] * args.transitions * 1.2
     if available_bytes() > needed:
         real = real_buffer(args.transitions)
         body += [
             "",
-            f"A real {real['transitions']:,}-transition frame buffer: {real['array_bytes'] / GB:.2f} GB of arrays; "
+            f"A real {real['transitions']:,}-transition buffer: {real['array_bytes'] / GB:.2f} GB of arrays; "
             f"the process's resident memory grew by {real['resident_bytes_added'] / GB:.2f} GB once it was full "
             f"(filled in {real['fill_seconds']:.0f} s); sampling a batch of 32 takes {real['sample_batch_32_ms']:.2f} ms.",
         ]

@@ -157,21 +157,30 @@ class Collector:
 class SharedReplay:
     """A replay memory written by the collector thread and read by the learner, under one lock.
 
-    Sampling gathers a whole training round inside the lock (one fancy-index per array), so
-    the collector waits only for that copy, never for gradient steps.
+    Uniform sampling gathers a whole training round at its first batch (one fancy-index per
+    array), so the collector waits only for that copy, never for gradient steps.
     """
 
     def __init__(self, inner: Replay) -> None:
         self.inner = inner
         self.lock = threading.Lock()
 
-    def add(self, *transition: np.ndarray) -> None:
+    def add(self, *transition: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with self.lock:
-            self.inner.add(*transition)
+            return self.inner.add(*transition)
 
-    def sample_many(self, count: int, batch_size: int) -> Iterator[Batch]:
+    def sample_many(self, count: int, batch_size: int, progress: float = 0.0) -> Iterator[Batch]:
+        batches = self.inner.sample_many(count, batch_size, progress)
+        while True:  # each batch under the lock; prioritized sampling draws lazily, after priority updates
+            with self.lock:
+                batch = next(batches, None)
+            if batch is None:
+                return
+            yield batch
+
+    def update_priorities(self, indices: np.ndarray, priorities: Any) -> None:
         with self.lock:
-            return iter(list(self.inner.sample_many(count, batch_size)))
+            self.inner.update_priorities(indices, priorities)
 
     def save(self, path: Path) -> None:
         with self.lock:

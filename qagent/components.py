@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 
 from qagent.agents.exploration import ExplorationStrategy
-from qagent.agents.frame_replay import FrameReplayBuffer
+from qagent.agents.prioritized import PrioritizedReplay
 from qagent.agents.replay import Replay, ReplayBuffer
 from qagent.config import RunConfig
 from qagent.envs.factory import frame_stack_of, make_env
@@ -36,19 +36,21 @@ def build_exploration(config: RunConfig, n_actions: int, seed: int) -> Explorati
 
 
 def build_replay(config: RunConfig, envs: gym.vector.VectorEnv, seed: int) -> Replay:
-    """The run's replay memory: frame-deduplicating for stacked frames, else a plain ring buffer."""
+    """The run's replay memory: observations stored once (frames, when they are stacked),
+    n-step returns, and proportional priorities when asked for."""
     space = envs.single_observation_space
     sub_envs = getattr(envs, "envs", None)
-    stacked = sub_envs is not None and frame_stack_of(sub_envs[0]) is not None
-    dedup = config.replay.frame_dedup
-    if dedup is None:
-        dedup = stacked and isinstance(space, gym.spaces.Box) and len(space.shape) == 3
-    if dedup:
-        try:
-            return FrameReplayBuffer(config.replay.capacity, space, config.agent.gamma, envs.num_envs, seed=seed)
-        except ValueError as exc:
-            raise ConfigError(f"replay.frame_dedup: {exc}", hint="set replay.frame_dedup=false") from None
-    return ReplayBuffer(config.replay.capacity, space, config.agent.gamma, seed=seed)
+    stack = frame_stack_of(sub_envs[0]) if sub_envs is not None else None
+    replay = config.replay
+    try:
+        storage = ReplayBuffer(
+            replay.capacity, space, config.agent.gamma, envs.num_envs, stack, replay.n_step, seed=seed
+        )
+    except ValueError as exc:
+        raise ConfigError(f"replay.capacity: {exc}", hint="raise replay.capacity") from None
+    if replay.prioritized:
+        return PrioritizedReplay(storage, replay.alpha, replay.beta, replay.priority_eps, seed=seed + 1)
+    return storage
 
 
 def seed_streams(seed: int, n: int) -> list[int]:

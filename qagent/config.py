@@ -122,8 +122,16 @@ class EnvConfig(Section):
 class ReplayConfig(Section):
     capacity: PositiveInt = 100_000
     """Transitions kept; the oldest are overwritten first."""
-    frame_dedup: bool | None = None
-    """Store each stacked frame once and rebuild stacks when sampling; None: whenever observations are stacked."""
+    n_step: PositiveInt = 1
+    """Rewards summed into each sampled return; the window stops at an episode's end."""
+    prioritized: bool = False
+    """Sample in proportion to priority (Schaul et al. 2016) instead of uniformly."""
+    alpha: Probability = 0.6
+    """Priority exponent: 0 samples uniformly, 1 in proportion to priority."""
+    beta: Probability = 0.4
+    """Importance-sampling exponent at the start of training, annealed to 1 by its end."""
+    priority_eps: PositiveFloat = 1e-6
+    """Added to every priority, so no transition is never sampled."""
 
 
 class TrainConfig(Section):

@@ -200,8 +200,10 @@ class Trainer:
         self.agent.update_target(crossings(prev, self.step, agent_cfg.target_update_interval))
         if self.step > agent_cfg.learning_starts and len(self.buffer):  # empty after resuming without a buffer
             updates = agent_cfg.gradient_steps * crossings(prev, self.step, agent_cfg.train_freq)
-            for batch in self.buffer.sample_many(updates, agent_cfg.batch_size):
+            progress = self.step / self.config.train.total_steps
+            for batch in self.buffer.sample_many(updates, agent_cfg.batch_size, progress):
                 result = self.agent.update(batch)
+                self.buffer.update_priorities(batch.indices, result.td_errors)
                 self.window.add(result.loss, result.q_mean)
             if self.background is not None and updates:
                 self.background.publish(self.agent.q_net)

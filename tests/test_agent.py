@@ -24,10 +24,22 @@ def agent(*overrides: str, observation_space: gym.Space = BOX) -> DQNAgent:
 
 
 def filled_buffer(n: int = 256) -> ReplayBuffer:
+    """A buffer of one env's random episodes (observations chain: each next_obs is the next obs)."""
     rng = np.random.default_rng(0)
-    buffer = ReplayBuffer(n, BOX, 0.9, seed=0)
-    obs = rng.standard_normal((n, 4)).astype(np.float32)
-    buffer.add(obs, rng.integers(0, 2, n), rng.standard_normal(n).astype(np.float32), obs * 0.9, rng.random(n) < 0.1)
+    buffer = ReplayBuffer(n + 64, BOX, 0.9, seed=0)
+    obs = rng.standard_normal((1, 4)).astype(np.float32)
+    for _ in range(n):
+        next_obs = rng.standard_normal((1, 4)).astype(np.float32)
+        terminated = rng.random(1) < 0.1
+        buffer.add(
+            obs,
+            rng.integers(0, 2, 1),
+            rng.standard_normal(1).astype(np.float32),
+            next_obs,
+            terminated,
+            ~terminated & False,
+        )
+        obs = rng.standard_normal((1, 4)).astype(np.float32) if terminated[0] else next_obs
     return buffer
 
 

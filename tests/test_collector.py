@@ -7,6 +7,7 @@ import random
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 from qagent.agents.exploration import EpsilonGreedy
 from qagent.agents.replay import ReplayBuffer
@@ -42,9 +43,14 @@ def counter_env():
     return EnvConfig(id="test-counter", max_episode_steps=4)
 
 
+def in_arrival_order(buffer: ReplayBuffer) -> np.ndarray:
+    slots = np.flatnonzero(buffer.valid)
+    return slots[np.argsort(buffer.transition_id[slots])]
+
+
 def collector(env_config: EnvConfig, num_envs: int = 2, seed: int = 0) -> tuple[Collector, ReplayBuffer]:
     envs = make_vector_env(env_config, num_envs)
-    buffer = ReplayBuffer(1000, envs.single_observation_space, 0.9, seed=seed)
+    buffer = ReplayBuffer(1000, envs.single_observation_space, 0.9, num_envs=num_envs, seed=seed)
     strategy = EpsilonGreedy(EpsilonGreedy.Config(start=0.5, end=0.5), 2, 1000, seed=seed)
     return Collector(envs, lambda obs: np.zeros((len(obs), 2)), strategy, buffer, seed=seed), buffer
 
@@ -52,12 +58,12 @@ def collector(env_config: EnvConfig, num_envs: int = 2, seed: int = 0) -> tuple[
 def test_final_observations_reach_the_buffer(counter_env):
     c, buffer = collector(counter_env)
     episodes = c.collect(50, step=0)
-    n = len(buffer)
-    assert n == 100
-    obs, next_obs = buffer.obs[:n, 0], buffer.next_obs[:n, 0]
+    assert len(buffer) == 100
+    batch = buffer.get(in_arrival_order(buffer))
+    obs, next_obs = batch.obs[:, 0].numpy(), batch.next_obs[:, 0].numpy()
     assert np.all(next_obs == obs + 1)  # never a reset observation
-    terminated = buffer.terminated[:n]
-    assert np.array_equal(terminated, buffer.action[:n] == 1)
+    terminated = batch.discount.numpy() == 0
+    assert np.array_equal(terminated, batch.action.numpy() == 1)
     truncated_ends = (next_obs % 10 == 4) & ~terminated  # the time limit of 4 steps: bootstraps (discount kept)
     assert truncated_ends.any()
     assert episodes and all(e.ret == e.length for e in episodes)
@@ -70,15 +76,18 @@ def test_restore_replays_each_env_to_its_saved_state():
     a, buffer_a = collector(config, num_envs=3, seed=1)
     a.collect(40, step=0)
     state = {"collector": a.state_dict(), "exploration": a.exploration.state_dict()}
+    seen = set(buffer_a.transition_id[buffer_a.valid].tolist())
     a.collect(60, step=120)
-    expected = buffer_a.obs[120:300].copy(), buffer_a.action[120:300].copy()
+    later = in_arrival_order(buffer_a)
+    later = later[[tid not in seen for tid in buffer_a.transition_id[later]]]
+    expected = buffer_a.get(later)
 
     b, buffer_b = collector(config, num_envs=3, seed=99)
     b.exploration.load_state_dict(state["exploration"])
     b.load_state_dict(state["collector"])
     b.collect(60, step=120)
-    assert np.array_equal(buffer_b.obs[:180], expected[0])
-    assert np.array_equal(buffer_b.action[:180], expected[1])
+    got = buffer_b.get(in_arrival_order(buffer_b))
+    assert torch.equal(got.obs, expected.obs) and torch.equal(got.action, expected.action)
 
 
 def test_non_deterministic_env_warns_and_restarts():

@@ -7,6 +7,7 @@ from qagent.agents.dqn import DQNAgent, DQNConfig, LossOutput, UpdateResult
 from qagent.agents.exploration import ActionValues, EpsilonGreedy, ExplorationStrategy, Greedy
 from qagent.agents.networks import MLP, QNetwork, Torso, build_torso
 from qagent.agents.policy import QPolicy
+from qagent.agents.prioritized import PrioritizedReplay
 from qagent.agents.replay import Batch, ReplayBuffer
 
 __all__ = [
@@ -20,6 +21,7 @@ __all__ = [
     "Greedy",
     "LossOutput",
     "QNetwork",
+    "PrioritizedReplay",
     "QPolicy",
     "ReplayBuffer",
     "Torso",
