@@ -6,8 +6,21 @@ the plugin API::
     from qagent import register_agent, register_env, register_exploration, register_network
 """
 
-from qagent.plugins.registries import register_agent, register_env, register_exploration, register_network
+from qagent.plugins.registries import (
+    register_agent,
+    register_env,
+    register_exploration,
+    register_network,
+    register_potential,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "register_agent", "register_env", "register_exploration", "register_network"]
+__all__ = [
+    "__version__",
+    "register_agent",
+    "register_env",
+    "register_exploration",
+    "register_network",
+    "register_potential",
+]

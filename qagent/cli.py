@@ -432,7 +432,9 @@ def plugins() -> None:
 
 
 @plugins.command("list")
-@click.option("--kind", type=click.Choice(["env", "agent", "exploration", "network"]), help="Only this registry.")
+@click.option(
+    "--kind", type=click.Choice(["env", "agent", "exploration", "network", "potential"]), help="Only this registry."
+)
 @plugin_option
 @handle_errors
 def plugins_list(kind: str | None, plugins: tuple[str, ...]) -> None:

@@ -41,6 +41,8 @@ class Episode:
     """Env step (over all envs) at which it ended."""
     ret: float
     length: int
+    shaped: float | None = None
+    """The shaped return, when rewards are shaped (``ret`` is always the env's own)."""
 
 
 class Collector:
@@ -111,8 +113,10 @@ class Collector:
                 finished = done & info.get("_episode", np.zeros(n, dtype=bool))
                 if finished.any():
                     stats = info["episode"]
+                    shaped = info.get("shaped_return")
                     for i in np.flatnonzero(finished):
-                        episodes.append(Episode(now + n, float(stats["r"][i]), int(stats["l"][i])))
+                        shaped_i = None if shaped is None else float(shaped[i])
+                        episodes.append(Episode(now + n, float(stats["r"][i]), int(stats["l"][i]), shaped_i))
                 next_obs = self._reset(done, finished, next_obs)
             self.obs = next_obs
         return episodes

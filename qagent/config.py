@@ -106,6 +106,25 @@ class AtariConfig(Section):
     """Emulator frames per episode at most (30 minutes of play); the episode is truncated."""
 
 
+class ShapingConfig(Section):
+    """Potential-based reward shaping of training envs (ignored unless a potential is named)."""
+
+    potential: str | None = None
+    """Registered potential Phi(obs); None turns shaping off."""
+    kwargs: dict[str, Any] = {}
+    """Keyword arguments of the potential."""
+    gamma: Probability | None = None
+    """Discount in gamma * Phi(s') - Phi(s); None uses agent.gamma, which keeps the optimal policy."""
+
+    def check(self, run: Any) -> None:
+        from qagent.plugins.registries import POTENTIALS
+
+        if self.potential is not None:
+            POTENTIALS.get(self.potential)  # unknown names are errors with suggestions
+            if self.gamma is None:
+                self.gamma = run.agent.gamma
+
+
 class EnvConfig(Section):
     id: str = "CartPole-v1"
     """A gymnasium id (``CartPole-v1``, ``ALE/Pong-v5``) or the name of a registered env plugin."""
@@ -117,6 +136,11 @@ class EnvConfig(Section):
     """Cap on episode length (a time limit: truncation, so targets still bootstrap)."""
     atari: AtariConfig = AtariConfig()
     """Preprocessing of ALE games (ignored for other envs)."""
+    shaping: ShapingConfig = ShapingConfig()
+    """Potential-based reward shaping (training envs only)."""
+
+    def check(self, run: Any) -> None:
+        self.shaping.check(run)
 
 
 class ReplayConfig(Section):
@@ -366,6 +390,7 @@ def resolve_config(preset: dict[str, Any] | None = None, overrides: list[str] | 
         _set_path(merged, path, value)
         explicit.add(tuple(path[:2]))
 
+    _apply_agent_defaults(merged)
     sections: dict[str, Section] = {}
     for name in SECTION_ORDER:
         raw = merged.get(name) or {}
@@ -389,6 +414,19 @@ def resolve_config(preset: dict[str, Any] | None = None, overrides: list[str] | 
     for name in SECTION_ORDER:
         getattr(config, name).check(config)
     return config
+
+
+def _apply_agent_defaults(merged: dict[str, Any]) -> None:
+    """Fill keys the agent presets in other sections (``section_defaults``), under the user's own."""
+    from qagent.plugins.registries import AGENTS
+
+    name = (merged.get("agent") or {}).get("name", AgentConfig.model_fields["name"].default)
+    if not isinstance(name, str) or name not in AGENTS:
+        return  # the unknown name is reported when the agent section is validated
+    for section, values in getattr(AGENTS.get(name), "section_defaults", {}).items():
+        target = merged.setdefault(section, {})
+        for key, value in values.items():
+            target.setdefault(key, value)
 
 
 def _drop_stale_keys(

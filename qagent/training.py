@@ -152,6 +152,7 @@ class Trainer:
         action_space = self.envs.single_action_space
         self.agent = build_agent(config, observation_space, action_space, device=device)
         self.exploration = build_exploration(config, self.agent.n_actions, seed=seeds[1])
+        self.exploration.prepare(self.agent)
         replay = build_replay(config, self.envs, seed=seeds[2])
         self.buffer = SharedReplay(replay) if config.train.async_collection else replay
         self.collector = Collector(self.envs, self.agent.policy.q_values, self.exploration, self.buffer, seed=seeds[3])
@@ -298,7 +299,10 @@ class Trainer:
         self.episodes += len(episodes)
         for e in episodes:
             self.recent_returns.append(e.ret)
-            self.tracker.log_metrics({"train/episode_return": e.ret, "train/episode_length": e.length}, e.step)
+            metrics = {"train/episode_return": e.ret, "train/episode_length": e.length}
+            if e.shaped is not None:
+                metrics["train/shaped_episode_return"] = e.shaped
+            self.tracker.log_metrics(metrics, e.step)
         self.run.append_episodes((e.step, e.ret, e.length) for e in episodes)
 
     def _log_window(self, steps_per_second: float) -> None:

@@ -123,6 +123,7 @@ def test_no_stack_mixes_two_episodes():
 
 def test_overwritten_observations_are_never_sampled():
     buffer, naive = fill(1, steps=1000, capacity=64)
+    assert len(buffer) == buffer.valid.sum() < 64  # the count follows overwrites
     slots = buffer.sample_indices(4000)
     assert buffer.transition_id[slots].min() >= 1000 - 64  # only transitions still in the ring
     assert_matches(buffer, naive, slots)

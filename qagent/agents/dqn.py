@@ -16,13 +16,13 @@ Hooks a variant overrides instead of copying the update (see docs/plugins.md):
 from __future__ import annotations
 
 import copy
-from typing import Any, Literal, NamedTuple
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import gymnasium as gym
 import torch
 from torch import nn
 
-from qagent.agents.networks import QNetwork, build_torso
+from qagent.agents.networks import QNetwork, apply_spectral_norm, build_torso
 from qagent.agents.optim import FusedAdam, clip_grad_norm
 from qagent.agents.policy import QPolicy
 from qagent.agents.replay import Batch
@@ -68,6 +68,14 @@ class DQNConfig(AgentConfig):
     """Run gradient steps every this many env steps."""
     gradient_steps: PositiveInt = 1
     """Gradient steps each time training runs."""
+    dueling: bool = False
+    """Dueling head: separate value and advantage streams, Q = V + A - mean(A) (Wang et al. 2016)."""
+    noisy: bool = False
+    """Noisy linear layers in the head (Fortunato et al. 2018), for exploration through the weights."""
+    noisy_sigma0: PositiveFloat = 0.5
+    """Initial noise scale of noisy layers (sigma_0 / sqrt(inputs))."""
+    spectral_norm: bool = False
+    """Constrain the torso's layers to spectral norm 1 (a Lipschitz bound on the features)."""
 
     def check(self, run: Any) -> None:
         if self.batch_size > run.replay.capacity:
@@ -106,9 +114,11 @@ class UpdateResult(NamedTuple):
 
 @register_agent("dqn")
 class DQNAgent:
-    """Deep Q-Network (Mnih et al. 2015); Double-DQN targets with agent.double=true."""
+    """Deep Q-Network (Mnih et al. 2015); every Rainbow component is an option of its config."""
 
     Config = DQNConfig
+    section_defaults: ClassVar[dict[str, dict[str, Any]]] = {}
+    """Defaults this agent sets in other config sections (below presets and overrides)."""
 
     def __init__(
         self,
@@ -133,14 +143,22 @@ class DQNAgent:
         self.target_net = copy.deepcopy(self.q_net).requires_grad_(False)
         self.optimizer = self.build_optimizer()
         self._params = [p for p in self.q_net.parameters() if p.requires_grad]
-        self.policy = QPolicy(self.q_net)
+        self.policy = QPolicy(self.q_net, resample_noise=config.noisy)
         self.updates = 0
 
     # ------------------------------------------------------------------ hooks
 
     def build_network(self) -> nn.Module:
-        """The online Q-network: the registered torso plus a linear head."""
-        return QNetwork(build_torso(self.observation_space, self.network_config), self.n_actions)
+        """The online Q-network: the registered torso plus a (dueling, noisy) head."""
+        return QNetwork(self.build_torso(), self.n_actions, **self.head_options())
+
+    def build_torso(self) -> nn.Module:
+        torso = build_torso(self.observation_space, self.network_config)
+        return apply_spectral_norm(torso) if self.config.spectral_norm else torso
+
+    def head_options(self) -> dict[str, Any]:
+        c = self.config
+        return {"dueling": c.dueling, "noisy": c.noisy, "sigma0": c.noisy_sigma0}
 
     def build_optimizer(self) -> torch.optim.Optimizer:
         """Adam over the online network's parameters (the fused kernel on the CPU)."""
@@ -167,7 +185,10 @@ class DQNAgent:
         return LossOutput(loss, td_error.detach().abs(), q_taken.detach())
 
     def update(self, batch: Batch) -> UpdateResult:
-        """One gradient step on ``batch``."""
+        """One gradient step on ``batch`` (with fresh noise in both networks when they are noisy)."""
+        if self.config.noisy:
+            self.q_net.reset_noise()
+            self.target_net.reset_noise()
         target = self.compute_target(batch)
         loss, td_errors, q_taken = self.compute_loss(batch, target)
         self.optimizer.zero_grad(set_to_none=True)

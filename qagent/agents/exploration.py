@@ -13,8 +13,9 @@ from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
+import torch
 
-from qagent.config import ExplorationConfig, PositiveInt, Probability
+from qagent.config import ExplorationConfig, PositiveFloat, PositiveInt, Probability
 from qagent.errors import ConfigError
 from qagent.plugins.registries import register_exploration
 
@@ -76,6 +77,9 @@ class ExplorationStrategy:
         self.n_actions = n_actions
         self.total_steps = total_steps
         self.rng = np.random.default_rng(seed)
+
+    def prepare(self, agent: Any) -> None:
+        """Called once with the freshly built agent, before training (e.g. to initialize its network)."""
 
     def select(self, q: ActionValues, step: int) -> np.ndarray:
         """Actions (int64, one per observation) at env step ``step``."""
@@ -148,3 +152,153 @@ class EpsilonGreedy(ExplorationStrategy):
 
     def metrics(self, step: int) -> dict[str, float]:
         return {"epsilon": self.epsilon(step)}
+
+
+def annealed(config: Any, step: int, duration: int) -> float:
+    """A schedule config's value at ``step`` (``start``, ``end``, ``schedule`` fields)."""
+    return SCHEDULES[config.schedule](step, config.start, config.end, duration)
+
+
+def decay_length(config: Any, total_steps: int) -> int:
+    return config.decay_steps or int(config.fraction * total_steps)
+
+
+@register_exploration("boltzmann")
+class Boltzmann(ExplorationStrategy):
+    """Actions sampled from softmax(Q / temperature), the temperature annealed (Boltzmann exploration)."""
+
+    class Config(ExplorationConfig):
+        name: str = "boltzmann"
+        schedule: Literal["linear", "exponential"] = "exponential"
+        """How the temperature moves from start to end."""
+        start: PositiveFloat = 1.0
+        """Temperature at step 0 (in units of Q)."""
+        end: PositiveFloat = 0.01
+        """Temperature after the decay."""
+        fraction: Probability = 0.5
+        """Decay length as a fraction of ``train.total_steps`` (ignored when decay_steps is set)."""
+        decay_steps: PositiveInt | None = None
+        """Decay length in env steps."""
+
+    config: Config
+
+    def __init__(self, config: Config, n_actions: int, total_steps: int, seed: int = 0) -> None:
+        super().__init__(config, n_actions, total_steps, seed)
+        self.duration = decay_length(config, total_steps)
+
+    def temperature(self, step: int) -> float:
+        return annealed(self.config, step, self.duration)
+
+    def select(self, q: ActionValues, step: int) -> np.ndarray:
+        logits = q.values / self.temperature(step)
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        cumulative = np.cumsum(probabilities / probabilities.sum(axis=1, keepdims=True), axis=1)
+        draws = self.rng.random((len(q), 1))
+        return np.minimum((cumulative < draws).sum(axis=1), self.n_actions - 1)
+
+    def metrics(self, step: int) -> dict[str, float]:
+        return {"temperature": self.temperature(step)}
+
+
+@register_exploration("noisy")
+class NoisyExploration(ExplorationStrategy):
+    """No action noise: greedy actions from Noisy Nets, which explore through their weights."""
+
+    class Config(ExplorationConfig):
+        name: str = "noisy"
+
+        def check(self, run: Any) -> None:
+            if not getattr(run.agent, "noisy", False):
+                raise ConfigError(
+                    "exploration 'noisy' adds no action noise and needs Noisy Nets to explore",
+                    hint="set agent.noisy=true, use agent noisy-dqn or rainbow, or another exploration",
+                )
+
+    def select(self, q: ActionValues, step: int) -> np.ndarray:
+        return q.greedy()
+
+
+@register_exploration("optimistic")
+class OptimisticInitialization(ExplorationStrategy):
+    """Greedy actions from a network that starts optimistic: every Q near r_max / (1 - gamma)."""
+
+    class Config(ExplorationConfig):
+        name: str = "optimistic"
+        r_max: float = 1.0
+        """Largest reward per step; initial Q-values are r_max / (1 - gamma)."""
+        weight_scale: PositiveFloat = 0.01
+        """The output layer's initial weights are scaled by this, so the bias dominates."""
+
+    config: Config
+
+    def prepare(self, agent: Any) -> None:
+        head = getattr(agent.q_net, "head", None)
+        if head is None or getattr(head, "atoms", 1) != 1:
+            raise ConfigError(
+                "exploration 'optimistic' needs a head with one Q-value per action",
+                hint="distributional agents cannot start optimistic; use epsilon-greedy or noisy",
+            )
+        optimistic = self.config.r_max / (1.0 - agent.config.gamma)
+        with torch.no_grad():
+            for layer in head.output_layers():
+                layer.weight.mul_(self.config.weight_scale)
+                layer.bias.zero_()
+            head.output_layers()[0].bias.fill_(optimistic)  # the value stream, or the only layer
+        agent.target_net.load_state_dict(agent.q_net.state_dict())
+
+    def select(self, q: ActionValues, step: int) -> np.ndarray:
+        return q.greedy()
+
+
+@register_exploration("ucb")
+class UpperConfidenceBound(ExplorationStrategy):
+    """Count-based UCB: argmax Q(s, a) + c sqrt(ln N(s) / N(s, a)), for discrete or hashable states."""
+
+    class Config(ExplorationConfig):
+        name: str = "ucb"
+        c: PositiveFloat = 1.0
+        """Weight of the exploration bonus."""
+        decimals: int | None = None
+        """Round float observations to this many decimals before counting (None: exact values)."""
+
+    config: Config
+
+    def __init__(self, config: Config, n_actions: int, total_steps: int, seed: int = 0) -> None:
+        super().__init__(config, n_actions, total_steps, seed)
+        self.counts: dict[bytes, np.ndarray] = {}
+
+    def key(self, observation: np.ndarray) -> bytes:
+        array = np.asarray(observation)
+        if self.config.decimals is not None and array.dtype.kind == "f":
+            array = np.round(array, self.config.decimals) + 0.0  # + 0.0 turns -0.0 into 0.0
+        return array.tobytes()
+
+    def select(self, q: ActionValues, step: int) -> np.ndarray:
+        actions = np.empty(len(q), dtype=np.int64)
+        values = q.values
+        for i, observation in enumerate(q.obs):
+            counts = self.counts.setdefault(self.key(observation), np.zeros(self.n_actions, dtype=np.int64))
+            untried = np.flatnonzero(counts == 0)
+            if len(untried):
+                actions[i] = untried[self.rng.integers(len(untried))]
+            else:
+                bonus = self.config.c * np.sqrt(np.log(counts.sum()) / counts)
+                actions[i] = int(np.argmax(values[i] + bonus))
+            counts[actions[i]] += 1
+        return actions
+
+    def metrics(self, step: int) -> dict[str, float]:
+        return {"ucb_states": float(len(self.counts))}
+
+    def state_dict(self) -> dict[str, Any]:
+        keys = list(self.counts)
+        return {
+            **super().state_dict(),
+            "keys": [k.hex() for k in keys],
+            "counts": np.stack([self.counts[k] for k in keys]) if keys else np.zeros((0, self.n_actions), np.int64),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        super().load_state_dict(state)
+        counts = np.asarray(state["counts"])
+        self.counts = {bytes.fromhex(k): counts[i].copy() for i, k in enumerate(state["keys"])}

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from qagent.agents.heads import NoisyLinear, QHead
 from qagent.config import NetworkConfig, PositiveInt
 from qagent.errors import ConfigError
 from qagent.plugins.registries import NETWORKS, register_network
@@ -201,16 +202,86 @@ class ImpalaCNN(Torso):
 
 
 class QNetwork(nn.Module):
-    """A torso followed by a linear head: ``obs -> q_BA`` (one Q-value per action)."""
+    """A torso, then a head: ``obs -> q_BA``, one expected Q-value per action.
 
-    def __init__(self, torso: Torso, n_actions: int) -> None:
+    :param torso: a registered torso (see :func:`build_torso`).
+    :param n_actions: number of actions.
+    :param atoms: numbers the head gives per action (1: a Q-value).
+    :param dueling: dueling value and advantage streams.
+    :param noisy: noisy linear layers in the head.
+    """
+
+    def __init__(
+        self,
+        torso: Torso,
+        n_actions: int,
+        *,
+        atoms: int = 1,
+        dueling: bool = False,
+        noisy: bool = False,
+        sigma0: float = 0.5,
+    ) -> None:
         super().__init__()
         self.torso = torso
-        self.head = nn.Linear(torso.output_dim, n_actions)
+        self.head = QHead(torso.output_dim, n_actions, atoms, dueling, noisy, sigma0)
         self.n_actions = n_actions
+        self.noisy = noisy
+
+    def outputs(self, obs: torch.Tensor) -> torch.Tensor:
+        """The head's raw ``(batch, actions, atoms)`` outputs."""
+        return self.head(self.torso(obs))
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.head(self.torso(obs))
+        return self.outputs(obs).squeeze(-1)
+
+    def reset_noise(self) -> None:
+        """New noise for every noisy layer (a no-op without noisy layers)."""
+        for module in self.modules():
+            if isinstance(module, NoisyLinear):
+                module.reset_noise()
+
+
+class CategoricalQNetwork(QNetwork):
+    """A return distribution per action on a fixed support of atoms (C51, Bellemare et al. 2017)."""
+
+    def __init__(self, torso: Torso, n_actions: int, support: torch.Tensor, **head: object) -> None:
+        super().__init__(torso, n_actions, atoms=len(support), **head)  # type: ignore[arg-type]
+        self.register_buffer("support", support.clone().float())
+
+    def log_probabilities(self, obs: torch.Tensor) -> torch.Tensor:
+        """``log p(z_i | s, a)``, shape ``(batch, actions, atoms)``."""
+        return torch.log_softmax(self.outputs(obs), dim=-1)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Expected Q-values: the mean of each action's distribution."""
+        return (torch.softmax(self.outputs(obs), dim=-1) * self.support).sum(-1)
+
+
+class QuantileQNetwork(QNetwork):
+    """N quantiles of the return per action (QR-DQN, Dabney et al. 2018)."""
+
+    def quantiles(self, obs: torch.Tensor) -> torch.Tensor:
+        """Quantile values, shape ``(batch, actions, quantiles)``."""
+        return self.outputs(obs)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """Expected Q-values: the mean of each action's quantiles."""
+        return self.outputs(obs).mean(-1)
+
+
+def apply_spectral_norm(module: nn.Module) -> nn.Module:
+    """Constrain every linear and convolutional layer of ``module`` to spectral norm 1.
+
+    Applied to the torso, it bounds the features' Lipschitz constant, the contraction argument
+    of the seeds' notes (keep gamma times the product of the layers' norms below 1); the head
+    stays free to reach the scale of the returns.
+    """
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.Linear | nn.Conv2d):
+            setattr(module, name, nn.utils.parametrizations.spectral_norm(child))
+        else:
+            apply_spectral_norm(child)
+    return module
 
 
 def build_torso(observation_space: gym.Space, config: NetworkConfig) -> Torso:

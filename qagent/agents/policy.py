@@ -18,14 +18,22 @@ class QPolicy:
     """Wraps a Q-network for acting on numpy observations (batched, leading axis).
 
     :param network: maps a batch of raw observations to ``q_BA``.
+    :param resample_noise: new noise before each acting step (noisy networks).
     """
 
-    def __init__(self, network: nn.Module) -> None:
+    def __init__(self, network: nn.Module, resample_noise: bool = False) -> None:
         self.network = network
+        self.resample_noise = resample_noise
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
-        """Expected Q-values, ``float32[batch, n_actions]``."""
+        """Expected Q-values, ``float32[batch, n_actions]``.
+
+        Noisy networks draw fresh noise for every step they act on in training mode; in eval
+        mode they use their mean weights.
+        """
         with torch.inference_mode():
+            if self.resample_noise and self.network.training:
+                self.network.reset_noise()
             return self.network(torch.as_tensor(obs)).numpy()
 
     def act(self, obs: np.ndarray) -> np.ndarray:

@@ -54,12 +54,11 @@ class SegmentTree:
             return
         nodes = np.asarray(indices, dtype=np.int64) + self.size
         self.nodes[nodes] = values
-        nodes = np.unique(nodes // 2)
-        while nodes[0] >= 1:
+        while True:  # repeated parents just recompute the same value
+            nodes = nodes // 2
             self.nodes[nodes] = self.op(self.nodes[2 * nodes], self.nodes[2 * nodes + 1])
             if nodes[0] == 1:
                 break
-            nodes = np.unique(nodes // 2)
 
     def find_prefix(self, prefix: np.ndarray) -> np.ndarray:
         """For sum trees: the leaf where each cumulative sum ``prefix`` falls (vectorized descent)."""

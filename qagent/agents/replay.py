@@ -142,12 +142,13 @@ class ReplayBuffer:
         self.head = np.zeros(num_envs, dtype=np.int64)  # next local slot to write, per stream
         self.written = np.zeros(num_envs, dtype=np.int64)  # slots ever written, per stream
         self.in_episode = np.zeros(num_envs, dtype=np.bool_)  # the stream's newest slot continues an episode
-        self.transitions = 0
+        self.transitions = 0  # ever added
+        self.count = 0  # stored now (valid slots)
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
         """Transitions stored."""
-        return int(self.valid.sum())
+        return self.count
 
     @property
     def nbytes(self) -> int:
@@ -159,6 +160,7 @@ class ReplayBuffer:
         slot = env * self.per_env + int(self.head[env])
         self.frames[slot] = observation[-1] if self.stacked else observation
         self.episode_pos[slot] = pos
+        self.count -= int(self.valid[slot])  # the transition that started here is overwritten
         self.valid[slot] = False
         self.transition_id[slot] = -1
         self.head[env] = (self.head[env] + 1) % self.per_env
@@ -192,6 +194,7 @@ class ReplayBuffer:
             self.terminated[slot] = terminated[i]
             self.truncated[slot] = truncated[i]
             self.valid[slot] = True
+            self.count += 1
             self.transition_id[slot] = self.transitions
             self.transitions += 1
             pos = min(int(self.episode_pos[slot]) + 1, self.stack - 1)
@@ -342,4 +345,5 @@ class ReplayBuffer:
         for name in (*STATE_ARRAYS, *STREAM_ARRAYS):
             getattr(self, name)[...] = data[name]
         self.transitions = int(meta["transitions"])
+        self.count = int(self.valid.sum())
         self.rng.bit_generator.state = meta["rng"]

@@ -17,6 +17,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
 from qagent.config import EnvConfig
 from qagent.envs.atari import is_atari, make_atari
+from qagent.envs.shaping import shape
 from qagent.errors import ConfigError, UnknownNameError
 from qagent.plugins.registries import ENVS
 
@@ -84,15 +85,20 @@ def make_env(config: EnvConfig, *, training: bool = True, render_mode: str | Non
         )
     try:
         if atari:
-            return make_atari(config.id, config.atari, training=training, render_mode=render_mode, kwargs=kwargs)
-        if render_mode is not None:
-            kwargs["render_mode"] = render_mode
-        env = ENVS.get(config.id)(**kwargs) if config.id in ENVS else gym.make(config.id, **kwargs)
+            env = make_atari(config.id, config.atari, training=training, render_mode=render_mode, kwargs=kwargs)
+        else:
+            if render_mode is not None:
+                kwargs["render_mode"] = render_mode
+            env = ENVS.get(config.id)(**kwargs) if config.id in ENVS else gym.make(config.id, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"env {config.id!r} rejected env.kwargs {config.kwargs}: {exc}") from None
-    if config.max_episode_steps is not None:
-        env = TimeLimit(env, max_episode_steps=config.max_episode_steps)
-    return RecordEpisodeStatistics(env)
+    if not atari:
+        if config.max_episode_steps is not None:
+            env = TimeLimit(env, max_episode_steps=config.max_episode_steps)
+        env = RecordEpisodeStatistics(env)
+    if training and config.shaping.potential is not None:
+        env = shape(env, config.shaping, config.shaping.gamma or 0.99)  # outside the raw-return statistics
+    return env
 
 
 def frame_stack_of(env: gym.Env) -> int | None:

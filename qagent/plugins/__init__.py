@@ -5,11 +5,13 @@ from qagent.plugins.registries import (
     ENVS,
     EXPLORATIONS,
     NETWORKS,
+    POTENTIALS,
     REGISTRIES,
     register_agent,
     register_env,
     register_exploration,
     register_network,
+    register_potential,
 )
 from qagent.plugins.registry import Entry, Registry, Source
 
@@ -18,6 +20,7 @@ __all__ = [
     "ENVS",
     "EXPLORATIONS",
     "NETWORKS",
+    "POTENTIALS",
     "REGISTRIES",
     "Entry",
     "Registry",
@@ -26,4 +29,5 @@ __all__ = [
     "register_env",
     "register_exploration",
     "register_network",
+    "register_potential",
 ]

@@ -27,11 +27,15 @@ EXPLORATIONS: Registry[Any] = Registry("exploration")
 NETWORKS: Registry[Any] = Registry("network")
 """Network torsos: ``torso(observation_space, config) -> nn.Module`` with an ``output_dim``."""
 
+POTENTIALS: Registry[Any] = Registry("potential")
+"""Shaping potentials: ``phi(obs, **kwargs) -> float`` (see ``qagent.envs.shaping``)."""
+
 REGISTRIES: dict[str, Registry[Any]] = {
     "env": ENVS,
     "agent": AGENTS,
     "exploration": EXPLORATIONS,
     "network": NETWORKS,
+    "potential": POTENTIALS,
 }
 
 
@@ -53,3 +57,8 @@ def register_exploration(name: str, obj: Any = None, *, description: str | None 
 def register_network(name: str, obj: Any = None, *, description: str | None = None) -> Any:
     """Register a network torso class (a subclass of ``Torso``)."""
     return NETWORKS.register(name, obj, description=description)
+
+
+def register_potential(name: str, obj: Any = None, *, description: str | None = None) -> Any:
+    """Register a shaping potential ``phi(obs, **kwargs) -> float``."""
+    return POTENTIALS.register(name, obj, description=description)
