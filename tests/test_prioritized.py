@@ -11,12 +11,13 @@ from qagent.agents.prioritized import PrioritizedReplay, SegmentTree
 from qagent.agents.replay import ReplayBuffer
 
 
-def test_sum_and_min_trees():
-    sums, mins = SegmentTree(5, np.add, 0.0), SegmentTree(5, np.minimum, np.inf)
+@pytest.mark.parametrize("fanout", [2, 4, 32])
+def test_sum_and_min_trees(fanout):
+    sums, mins = SegmentTree(5, np.add, 0.0, fanout), SegmentTree(5, np.minimum, np.inf, fanout)
     values = np.array([3.0, 1.0, 4.0, 1.5, 9.0])
     sums.update(np.arange(5), values)
     mins.update(np.arange(5), values)
-    assert sums.root == pytest.approx(18.5) and mins.root == 1.0 and sums.size == 8
+    assert sums.root == pytest.approx(18.5) and mins.root == 1.0
     sums.update(np.array([4, 1]), np.array([0.5, 2.0]))
     mins.update(np.array([4, 1]), np.array([0.5, 2.0]))
     assert sums.root == pytest.approx(11.0) and mins.root == 0.5
@@ -96,3 +97,17 @@ def test_save_and_restore(tmp_path):
     restored.load(path)
     assert np.array_equal(restored.sums.leaves, per.sums.leaves) and restored.max_priority == per.max_priority
     assert np.array_equal(restored.sample_indices(50), per.sample_indices(50))
+
+
+def test_a_deep_tree_agrees_with_cumulative_sums():
+    rng = np.random.default_rng(0)
+    values = rng.random(100_000)
+    tree = SegmentTree(len(values), np.add, 0.0)
+    tree.update(np.arange(len(values)), values)
+    assert tree.root == pytest.approx(values.sum())
+    prefix = rng.random(1000) * values.sum()
+    assert np.array_equal(tree.find_prefix(prefix), np.searchsorted(np.cumsum(values), prefix, side="right"))
+    changed = rng.integers(0, len(values), 500)
+    values[changed] = 0.0
+    tree.update(changed, np.zeros(500))
+    assert tree.root == pytest.approx(values.sum())

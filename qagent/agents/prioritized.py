@@ -24,52 +24,58 @@ from qagent.errors import CheckpointError
 
 
 class SegmentTree:
-    """A complete binary tree over ``capacity`` leaves, each node the sum (or min) of its children.
+    """A tree over ``capacity`` leaves, each node the sum (or min) of its children.
+
+    Nodes have ``fanout`` children (32 by default): a 1M-leaf tree is 4 levels deep, so an
+    update or a batch of draws costs a handful of vectorized numpy calls.
 
     :param capacity: number of leaves.
     :param op: ``np.add`` for sums, ``np.minimum`` for minima.
     :param neutral: the value of an empty leaf (0 for sums, inf for minima).
     """
 
-    def __init__(self, capacity: int, op: np.ufunc, neutral: float) -> None:
-        self.size = 1
-        while self.size < capacity:
-            self.size *= 2
-        self.capacity = capacity
-        self.op = op
-        self.neutral = neutral
-        self.nodes = np.full(2 * self.size, neutral, dtype=np.float64)
+    def __init__(self, capacity: int, op: np.ufunc, neutral: float, fanout: int = 32) -> None:
+        self.capacity, self.op, self.neutral, self.fanout = capacity, op, neutral, fanout
+        self.levels: list[np.ndarray] = []  # leaves first; each level padded to a multiple of fanout
+        size = capacity
+        while True:
+            padded = -(-size // fanout) * fanout
+            self.levels.append(np.full(padded, neutral, dtype=np.float64))
+            if padded == fanout:
+                break
+            size = padded // fanout
+        self.levels.append(np.full(1, neutral, dtype=np.float64))  # the root
 
     @property
     def root(self) -> float:
-        return float(self.nodes[1])
+        return float(self.levels[-1][0])
 
     @property
     def leaves(self) -> np.ndarray:
-        return self.nodes[self.size : self.size + self.capacity]
+        return self.levels[0][: self.capacity]
 
     def update(self, indices: np.ndarray, values: np.ndarray) -> None:
         """Set leaves ``indices`` to ``values`` and recompute their ancestors (last write wins)."""
         if len(indices) == 0:
             return
-        nodes = np.asarray(indices, dtype=np.int64) + self.size
-        self.nodes[nodes] = values
-        while True:  # repeated parents just recompute the same value
-            nodes = nodes // 2
-            self.nodes[nodes] = self.op(self.nodes[2 * nodes], self.nodes[2 * nodes + 1])
-            if nodes[0] == 1:
-                break
+        nodes = np.asarray(indices, dtype=np.int64)
+        self.levels[0][nodes] = values
+        for child, parent in zip(self.levels[:-1], self.levels[1:], strict=True):
+            nodes = nodes // self.fanout  # repeated parents just recompute the same value
+            groups = child.reshape(-1, self.fanout)[nodes]
+            parent[nodes] = self.op.reduce(groups, axis=1)
 
     def find_prefix(self, prefix: np.ndarray) -> np.ndarray:
         """For sum trees: the leaf where each cumulative sum ``prefix`` falls (vectorized descent)."""
-        nodes = np.ones(len(prefix), dtype=np.int64)
+        nodes = np.zeros(len(prefix), dtype=np.int64)
         prefix = np.array(prefix, dtype=np.float64)
-        while nodes[0] < self.size:
-            left = 2 * nodes
-            go_right = prefix >= self.nodes[left]
-            prefix = np.where(go_right, prefix - self.nodes[left], prefix)
-            nodes = np.where(go_right, left + 1, left)
-        return np.minimum(nodes - self.size, self.capacity - 1)
+        for level in reversed(self.levels[:-1]):
+            children = level.reshape(-1, self.fanout)[nodes]
+            cumulative = np.cumsum(children, axis=1)
+            choice = np.minimum((cumulative <= prefix[:, None]).sum(axis=1), self.fanout - 1)
+            prefix -= np.where(choice > 0, cumulative[np.arange(len(nodes)), choice - 1], 0.0)
+            nodes = nodes * self.fanout + choice
+        return np.minimum(nodes, self.capacity - 1)
 
 
 class PrioritizedReplay:
