@@ -8,12 +8,16 @@ that reaches the threshold (475 for CartPole, -100 for Acrobot); the final evalu
 
     python benchmarks/variants.py --jobs 2
     python benchmarks/variants.py --variants dqn rainbow --envs cartpole --seeds 0 --no-write
+    python benchmarks/variants.py --jobs 16 --results runs.jsonl      # keep results as they finish
+    python benchmarks/variants.py --from-results runs.jsonl           # the table from saved results
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -32,6 +36,8 @@ ENVS = {
 VARIANTS = ["dqn", "double-dqn", "dueling-dqn", "prioritized-dqn", "nstep-dqn", "noisy-dqn", "c51", "qr-dqn", "rainbow"]
 NOISY = {"noisy-dqn", "rainbow"}
 CATEGORICAL = {"c51", "rainbow"}
+MACHINE = f"{os.cpu_count()} cores, Python {platform.python_version()}"  # results from several machines can merge
+QUANTILES = 50  # QR-DQN's default 200 makes its loss 16 times costlier; 50 suffices for these returns
 
 
 def run(env: str, variant: str, seed: int, args: argparse.Namespace, root: Path) -> dict:
@@ -49,6 +55,8 @@ def run(env: str, variant: str, seed: int, args: argparse.Namespace, root: Path)
     if variant in CATEGORICAL:
         low, high = spec["support"]
         cmd += ["--set", f"agent.v_min={low}", "--set", f"agent.v_max={high}"]
+    if variant == "qr-dqn":
+        cmd += ["--set", f"agent.quantiles={QUANTILES}"]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode:
@@ -58,7 +66,7 @@ def run(env: str, variant: str, seed: int, args: argparse.Namespace, root: Path)
     meta = json.loads((run_dir / "run.json").read_text())
     reached = next((e["step"] for e in evaluations if not e["final"] and e["mean"] >= spec["threshold"]), None)
     print(f"{name}: final {evaluations[-1]['mean']:.1f}, reached {reached}, {meta['train_seconds']:.0f} s", flush=True)
-    return {
+    result = {
         "env": env,
         "variant": variant,
         "seed": seed,
@@ -67,7 +75,12 @@ def run(env: str, variant: str, seed: int, args: argparse.Namespace, root: Path)
         "train_seconds": meta["train_seconds"],
         "wall_seconds": round(time.perf_counter() - started, 1),
         "evaluations": [(e["step"], round(e["mean"], 1)) for e in evaluations],
+        "machine": MACHINE,
     }
+    if args.results:
+        with open(args.results, "a") as f:
+            f.write(json.dumps(result) + "\n")
+    return result
 
 
 def row(env: str, variant: str, results: list[dict]) -> str:
@@ -80,7 +93,10 @@ def row(env: str, variant: str, results: list[dict]) -> str:
         else f"not reached (0/{len(results)})"
     )
     seconds = statistics.mean(r["train_seconds"] for r in results)
-    return f"| {env} | {variant} | {statistics.mean(finals):.1f} ± {spread:.1f} | {steps} | {seconds:.0f} |"
+    machines = ", ".join(sorted({r.get("machine", MACHINE) for r in results}))
+    return (
+        f"| {env} | {variant} | {statistics.mean(finals):.1f} ± {spread:.1f} | {steps} | {seconds:.0f} | {machines} |"
+    )
 
 
 def main() -> None:
@@ -92,12 +108,19 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=2500)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--results", help="also append each run's result to this JSON-lines file as it finishes")
+    parser.add_argument(
+        "--from-results", nargs="+", metavar="FILE", help="build the table from saved results; run nothing"
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
-    jobs = [(env, variant, seed) for env in args.envs for variant in args.variants for seed in args.seeds]
-    with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
-        results = list(pool.map(lambda job: run(*job, args, Path(tmp)), jobs))
+    if args.from_results:
+        results = [json.loads(line) for path in args.from_results for line in Path(path).read_text().splitlines()]
+    else:
+        jobs = [(env, variant, seed) for env in args.envs for variant in args.variants for seed in args.seeds]
+        with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(lambda job: run(*job, args, Path(tmp)), jobs))
 
     rows = []
     for env in args.envs:
@@ -110,10 +133,14 @@ def main() -> None:
         f"100-episode greedy evaluation. Steps: median first step whose 20-episode evaluation (every "
         f"{args.eval_every:,} steps) reaches the threshold, and how many seeds did. Train time excludes evaluation.",
         "",
-        "| env | variant | final greedy eval | env steps to threshold | train time (s) |",
-        "|---|---|---:|---:|---:|",
+        "| env | variant | final greedy eval | env steps to threshold | train time (s) | machine |",
+        "|---|---|---:|---:|---:|---|",
         *rows,
     ]
+    if args.from_results:
+        body.append(
+            "\nEach row names the machines its runs came from; the Machine line above is where the table was assembled."
+        )
     publish(
         "variants", "DQN variants on CartPole-v1 and Acrobot-v1", body, {"results": results}, write=not args.no_write
     )
