@@ -139,7 +139,9 @@ def main() -> None:
     ]
     if args.from_results:
         body.append(
-            "\nEach row names the machines its runs came from; the Machine line above is where the table was assembled."
+            "\nThe runs were made with `python benchmarks/variants.py --results FILE` on the machines each row "
+            "names (the 16-core box ran 16 jobs at once, one torch thread each); the Machine line above is where "
+            "the table was assembled. All results, with every evaluation, are in `docs/benchmarks/variants.json`."
         )
     publish(
         "variants", "DQN variants on CartPole-v1 and Acrobot-v1", body, {"results": results}, write=not args.no_write

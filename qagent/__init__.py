@@ -3,13 +3,14 @@
 Importing the package is cheap (no torch, gymnasium or MLflow); the decorators below are
 the plugin API::
 
-    from qagent import register_agent, register_env, register_exploration, register_network
+    from qagent import register_agent, register_env, register_exploration, register_goal_space, register_network
 """
 
 from qagent.plugins.registries import (
     register_agent,
     register_env,
     register_exploration,
+    register_goal_space,
     register_network,
     register_potential,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "register_agent",
     "register_env",
     "register_exploration",
+    "register_goal_space",
     "register_network",
     "register_potential",
 ]

@@ -433,7 +433,9 @@ def plugins() -> None:
 
 @plugins.command("list")
 @click.option(
-    "--kind", type=click.Choice(["env", "agent", "exploration", "network", "potential"]), help="Only this registry."
+    "--kind",
+    type=click.Choice(["env", "agent", "exploration", "network", "potential", "goal-space"]),
+    help="Only this registry.",
 )
 @plugin_option
 @handle_errors

@@ -8,7 +8,7 @@ import numpy as np
 from qagent.agents.exploration import ExplorationStrategy
 from qagent.agents.prioritized import PrioritizedReplay
 from qagent.agents.replay import Replay, ReplayBuffer
-from qagent.config import RunConfig
+from qagent.config import ReplayConfig, RunConfig
 from qagent.envs.factory import frame_stack_of, make_env
 from qagent.errors import ConfigError
 from qagent.plugins.registries import AGENTS, EXPLORATIONS
@@ -38,16 +38,27 @@ def build_exploration(config: RunConfig, n_actions: int, seed: int) -> Explorati
 def build_replay(config: RunConfig, envs: gym.vector.VectorEnv, seed: int) -> Replay:
     """The run's replay memory: observations stored once (frames, when they are stacked),
     n-step returns, and proportional priorities when asked for."""
-    space = envs.single_observation_space
     sub_envs = getattr(envs, "envs", None)
     stack = frame_stack_of(sub_envs[0]) if sub_envs is not None else None
-    replay = config.replay
+    return make_replay(
+        config.replay, envs.single_observation_space, config.agent.gamma, envs.num_envs, seed, stack, "replay"
+    )
+
+
+def make_replay(
+    replay: ReplayConfig,
+    space: gym.Space,
+    gamma: float,
+    num_envs: int,
+    seed: int,
+    stack: int | None = None,
+    section: str = "replay",
+) -> Replay:
+    """A replay memory as ``replay`` (a replay config section, named ``section`` in errors) says."""
     try:
-        storage = ReplayBuffer(
-            replay.capacity, space, config.agent.gamma, envs.num_envs, stack, replay.n_step, seed=seed
-        )
+        storage = ReplayBuffer(replay.capacity, space, gamma, num_envs, stack, replay.n_step, seed=seed)
     except ValueError as exc:
-        raise ConfigError(f"replay.capacity: {exc}", hint="raise replay.capacity") from None
+        raise ConfigError(f"{section}.capacity: {exc}", hint=f"raise {section}.capacity") from None
     if replay.prioritized:
         return PrioritizedReplay(storage, replay.alpha, replay.beta, replay.priority_eps, seed=seed + 1)
     return storage

@@ -88,6 +88,8 @@ class ExplorationConfig(NamedSection):
 class AtariConfig(Section):
     """Preprocessing of ALE games (ignored for other envs)."""
 
+    observation: Literal["pixels", "ram"] = "pixels"
+    """``pixels``: stacked 84x84 grayscale frames; ``ram``: the console's 128 bytes of memory (no stacking)."""
     sticky_actions: Probability | None = None
     """Chance the emulator repeats the previous action each frame; None: 0.25 for ALE/*-v5 ids, 0 otherwise."""
     noop_max: NonNegativeInt = 30
@@ -125,6 +127,15 @@ class ShapingConfig(Section):
                 self.gamma = run.agent.gamma
 
 
+class MiniGridConfig(Section):
+    """Observations of MiniGrid games (ignored for other envs)."""
+
+    observation: Literal["flat", "image"] = "flat"
+    """``flat``: one-hot object type and state per cell, as a float32 vector; ``image``: the (3, H, W) uint8 grid."""
+    fully_observable: bool = True
+    """Observe the whole grid instead of the agent's 7x7 view."""
+
+
 class EnvConfig(Section):
     id: str = "CartPole-v1"
     """A gymnasium id (``CartPole-v1``, ``ALE/Pong-v5``) or the name of a registered env plugin."""
@@ -138,6 +149,8 @@ class EnvConfig(Section):
     """Preprocessing of ALE games (ignored for other envs)."""
     shaping: ShapingConfig = ShapingConfig()
     """Potential-based reward shaping (training envs only)."""
+    minigrid: MiniGridConfig = MiniGridConfig()
+    """Observations of MiniGrid games (ignored for other envs)."""
 
     def check(self, run: Any) -> None:
         self.shaping.check(run)
@@ -161,6 +174,8 @@ class ReplayConfig(Section):
 class TrainConfig(Section):
     total_steps: PositiveInt = 50_000
     """Environment steps to train for, summed over all envs."""
+    max_episodes: PositiveInt | None = None
+    """Also stop once this many training episodes have finished (None: train for total_steps)."""
     checkpoint_every: PositiveInt | None = 10_000
     """Checkpoint every this many env steps, so a crashed run can resume (None: only at the end and on Ctrl-C)."""
     keep_checkpoints: PositiveInt = 3

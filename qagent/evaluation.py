@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
+import gymnasium as gym
 import numpy as np
 
 from qagent.config import EnvConfig
@@ -46,6 +47,7 @@ class EvalResult:
             "max": float(r.max()),
             "median": float(np.median(r)),
             "mean_length": float(np.mean(self.lengths)),
+            "success_rate": float((r > 0).mean()),  # positive returns: the successes of sparse-reward games
         }
 
     def to_dict(self) -> dict[str, Any]:
@@ -57,6 +59,61 @@ class EvalResult:
             "lengths": [int(x) for x in self.lengths],
             **self.extra,
         }
+
+
+class Actor(Protocol):
+    """Chooses actions for a batch of envs; may keep per-env state (an h-DQN goal) between steps."""
+
+    def reset(self, mask: np.ndarray) -> None:
+        """The envs in ``mask`` start new episodes."""
+
+    def __call__(self, obs: np.ndarray, envs: list[gym.Env]) -> np.ndarray:
+        """Actions for ``obs`` (one row per env in ``envs``)."""
+
+
+class GreedyActor:
+    """The action with the highest Q-value; no state between steps."""
+
+    def __init__(self, q_values: Callable[[np.ndarray], np.ndarray]) -> None:
+        self.q_values = q_values
+
+    def reset(self, mask: np.ndarray) -> None:
+        pass
+
+    def __call__(self, obs: np.ndarray, envs: list[gym.Env]) -> np.ndarray:
+        return self.q_values(obs).argmax(axis=1)
+
+
+def as_actor(policy: Any) -> Actor:
+    """A policy's own actor (stateful policies such as h-DQN), else greedy on its Q-values (or a Q function)."""
+    if hasattr(policy, "actor"):
+        return policy.actor()
+    return GreedyActor(policy if callable(policy) and not hasattr(policy, "q_values") else policy.q_values)
+
+
+class SessionActor:
+    """Acts through a served policy's sessions, one per env: how an exported h-DQN is evaluated.
+
+    :param goal_input: reads an env's goal input (the goal space's), for hierarchical policies.
+    """
+
+    def __init__(self, policy: Any, goal_input: Callable[[gym.Env, Any], np.ndarray] | None = None) -> None:
+        self.policy = policy
+        self.goal_input = goal_input
+        self.sessions: list[Any] = []
+
+    def reset(self, mask: np.ndarray) -> None:
+        if len(self.sessions) != len(mask):
+            self.sessions = [self.policy.session() for _ in mask]
+        for i in np.flatnonzero(mask):
+            self.sessions[i].reset()
+
+    def __call__(self, obs: np.ndarray, envs: list[gym.Env]) -> np.ndarray:
+        actions = np.zeros(len(obs), dtype=np.int64)
+        for i, session in enumerate(self.sessions):
+            goal_input = None if self.goal_input is None else self.goal_input(envs[i], obs[i])
+            actions[i] = session.step(obs[i], goal_input)[0]
+        return actions
 
 
 class Evaluator:
@@ -71,14 +128,12 @@ class Evaluator:
         self.num_envs = num_envs
         self._envs = None
 
-    def run(
-        self,
-        q_values: Callable[[np.ndarray], np.ndarray],
-        episodes: int,
-        seed: int,
-        epsilon: float = 0.0,
-    ) -> EvalResult:
-        """Play ``episodes`` episodes; a random action with probability ``epsilon``."""
+    def run(self, policy: Any, episodes: int, seed: int, epsilon: float = 0.0) -> EvalResult:
+        """Play ``episodes`` episodes; a random action with probability ``epsilon``.
+
+        :param policy: an :class:`Actor`, a policy (see :func:`as_actor`) or a Q-value function.
+        """
+        actor = policy if hasattr(policy, "reset") else as_actor(policy)
         k = min(self.num_envs, episodes)
         if self._envs is None or self._envs.num_envs != k:
             self.close()
@@ -91,8 +146,9 @@ class Evaluator:
         running = np.arange(k)  # episode index each env is playing, -1 when idle
         next_episode = k
         obs, _ = envs.reset(seed=[seed + j for j in range(k)])
+        actor.reset(np.ones(k, dtype=bool))
         while (running >= 0).any():
-            actions = q_values(obs).argmax(axis=1)
+            actions = actor(obs, envs.envs)
             if epsilon > 0:
                 explore = rng.random(k) < epsilon
                 actions = np.where(explore, rng.integers(0, n_actions, size=k), actions)
@@ -111,6 +167,7 @@ class Evaluator:
                         next_episode += 1
                 reset_obs, _ = envs.reset(seed=seeds, options={"reset_mask": ended})
                 next_obs[ended] = reset_obs[ended]
+                actor.reset(ended)
             obs = next_obs
         return EvalResult(returns, lengths, seed=seed, epsilon=epsilon)
 
@@ -156,7 +213,7 @@ def evaluate_checkpoint(
             hint="was it written by another qagent version, or with a plugin that is not loaded?",
         ) from None
     with agent.policy.evaluation_mode() as policy:
-        result = _evaluate(policy.q_values, config.env, episodes, seed, epsilon, video, video_episodes)
+        result = _evaluate(policy, config.env, episodes, seed, epsilon, video, video_episodes)
     result.extra.update(
         {"checkpoint": str(path), "step": int(checkpoint["step"]), "env": config.env.id, "agent": config.agent.name}
     )
@@ -164,7 +221,7 @@ def evaluate_checkpoint(
 
 
 def _evaluate(
-    q_values: Callable[[np.ndarray], np.ndarray],
+    policy: Any,
     env_config: EnvConfig,
     episodes: int,
     seed: int,
@@ -178,13 +235,13 @@ def _evaluate(
         check_video_path(video)  # before the evaluation, not after it
     evaluator = Evaluator(env_config, min(episodes, 10))
     try:
-        result = evaluator.run(q_values, episodes, seed, epsilon)
+        result = evaluator.run(policy, episodes, seed, epsilon)
     finally:
         evaluator.close()
     if video is not None:
         from qagent.video import record_video
 
-        recorded = record_video(q_values, env_config, video, episodes=video_episodes, seed=seed, epsilon=epsilon)
+        recorded = record_video(policy, env_config, video, episodes=video_episodes, seed=seed, epsilon=epsilon)
         result.extra["video"] = recorded.extra["video"]
     return result
 
@@ -206,8 +263,24 @@ def evaluate_policy_file(
 
     policy = Policy.load(path)
     meta = policy.metadata
-    result = _evaluate(policy.q_values, EnvConfig(**meta["env"]), episodes, seed, epsilon, video, video_episodes)
+    env_config = EnvConfig(**meta["env"])
+    actor: Any = policy
+    if "hierarchy" in meta:
+        actor = SessionActor(policy, _goal_space(meta["hierarchy"]["goal_space"], env_config).goal_input)
+    result = _evaluate(actor, env_config, episodes, seed, epsilon, video, video_episodes)
     result.extra.update(
         {"policy": str(path), "step": meta["training"]["steps"], "env": meta["env"]["id"], "agent": meta["agent"]}
     )
     return result
+
+
+def _goal_space(description: dict[str, Any], env_config: EnvConfig) -> Any:
+    """The registered goal space an exported h-DQN names (it reads goal inputs from the env)."""
+    from qagent.envs.factory import make_env
+    from qagent.plugins.registries import GOAL_SPACES
+
+    env = make_env(env_config, training=False)
+    try:
+        return GOAL_SPACES.get(description["name"])(env.observation_space, **description.get("kwargs", {}))
+    finally:
+        env.close()

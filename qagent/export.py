@@ -33,6 +33,8 @@ from qagent.components import build_agent
 from qagent.config import RunConfig, resolve_config
 from qagent.envs.atari import is_atari
 from qagent.envs.factory import frame_stack_of, gymnasium_spec, make_env
+from qagent.envs.minigrid import is_minigrid
+from qagent.envs.spaces import describe_observation_space
 from qagent.errors import CheckpointError, QAgentError
 from qagent.plugins.registries import ENVS
 from qagent.serve import metadata as md
@@ -55,6 +57,58 @@ class PolicyModule(nn.Module):
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         q_values = self.network(obs)
         return q_values, q_values.argmax(dim=1)
+
+
+class HierarchicalModule(nn.Module):
+    """``(obs, controller_obs) -> (q_values, action, meta_q_values)``: both networks of an h-DQN."""
+
+    def __init__(self, meta: nn.Module, controller: nn.Module) -> None:
+        super().__init__()
+        self.meta_controller = meta  # not "meta": torch.fx nodes have a .meta of their own
+        self.controller = controller
+
+    def forward(self, obs: torch.Tensor, controller_obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        q_values = self.controller(controller_obs)
+        return q_values, q_values.argmax(dim=1), self.meta_controller(obs)
+
+
+@dataclass
+class Exportable:
+    """What export writes for an agent: the module, its inputs from observations, extra metadata."""
+
+    module: nn.Module
+    make_inputs: Any  # obs batch -> tuple of input arrays
+    input_names: list[str]
+    output_names: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def of_q_network(cls, network: nn.Module) -> Exportable:
+        """A Q-network taking observations: ``obs -> (q_values, action)``."""
+        return cls(PolicyModule(network).eval(), lambda obs: (obs,), [md.INPUT_NAME], list(md.OUTPUT_NAMES))
+
+
+def exportable(agent: Any) -> Exportable:
+    """The acting half of ``agent``: its Q-network, or both networks of a hierarchical agent."""
+    from qagent.agents.hdqn import HDQNAgent
+
+    if not isinstance(agent, HDQNAgent):
+        return Exportable.of_q_network(agent.q_net)
+    rng = np.random.default_rng(0)
+
+    def make_inputs(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return obs, agent.controller_obs(obs, rng.integers(0, agent.n_goals, size=len(obs)))
+
+    width = agent.controller_space.shape[0]
+    metadata = {
+        "hierarchy": {"goal_space": agent.goal_description, "max_option_steps": agent.config.max_option_steps},
+        "inputs": {"controller_obs": {"dtype": "float32", "shape": [-1, width]}},
+        "outputs": {"meta_q_values": {"dtype": "float32", "shape": [-1, agent.n_goals]}},
+    }
+    module = HierarchicalModule(agent.meta.q_net, agent.controller.q_net).eval()
+    return Exportable(
+        module, make_inputs, [md.INPUT_NAME, "controller_obs"], [*md.OUTPUT_NAMES, "meta_q_values"], metadata
+    )
 
 
 @dataclass
@@ -89,20 +143,6 @@ class ExportReport:
 # --------------------------------------------------------------------------- metadata
 
 
-def describe_observation_space(space: gym.Space) -> dict[str, Any]:
-    if isinstance(space, gym.spaces.Discrete):
-        return {"space": "Discrete", "shape": [], "dtype": "int64", "n": int(space.n)}
-    if isinstance(space, gym.spaces.Box):
-        return {
-            "space": "Box",
-            "shape": list(space.shape),
-            "dtype": np.dtype(space.dtype).name,
-            "low": md.encode_bound(space.low),
-            "high": md.encode_bound(space.high),
-        }
-    raise ExportError(f"cannot describe observation space {space}")
-
-
 def action_meanings(env: gym.Env) -> list[str] | None:
     get = getattr(env.unwrapped, "get_action_meanings", None)
     return list(get()) if callable(get) else None
@@ -122,6 +162,8 @@ def describe_env(config: RunConfig) -> dict[str, Any]:
     }
     if is_atari(gymnasium_spec(config.env.id)) and config.env.id not in ENVS:
         env["atari"] = config.env.atari.model_dump(mode="json")
+    if is_minigrid(config.env.id) and config.env.id not in ENVS:
+        env["minigrid"] = config.env.minigrid.model_dump(mode="json")
     return env
 
 
@@ -212,8 +254,10 @@ def export_checkpoint(
             raise CheckpointError(
                 f"checkpoint {checkpoint_path} does not fit its network: {mismatch_reason(exc)}"
             ) from None
-        module = PolicyModule(agent.q_net).eval()
         metadata = policy_metadata(config, checkpoint, env)
+        export = exportable(agent)
+        for key, value in export.metadata.items():
+            metadata[key] = {**metadata.get(key, {}), **value}
         real = real_observations(env, max(PARITY_BATCHES))
         random = random_observations(env.observation_space, max(PARITY_BATCHES))
     finally:
@@ -223,7 +267,7 @@ def export_checkpoint(
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     try:
-        _torch_export(module, real[:2], tmp)
+        _torch_export(export, real[:2], tmp)
         model = onnx.load(str(tmp))
         del model.metadata_props[:]
         entry = model.metadata_props.add()
@@ -231,7 +275,7 @@ def export_checkpoint(
         model.producer_name, model.producer_version = "qagent", qagent.__version__
         onnx.checker.check_model(model)
         onnx.save(model, str(tmp))
-        parity = check_parity(module, tmp, {"env": real, "random": random})
+        parity = check_parity(export, tmp, {"env": real, "random": random})
         failed = [row for row in parity if not row.ok]
         if failed:
             row = failed[0]
@@ -246,9 +290,10 @@ def export_checkpoint(
     return ExportReport(path=output, metadata=metadata, parity=parity, checkpoint=checkpoint_path)
 
 
-def _torch_export(module: nn.Module, example: np.ndarray, path: Path) -> None:
-    """torch -> ONNX with a dynamic batch axis (the example has two rows, so 1 is not special)."""
-    batch = torch.export.Dim("batch", min=1, max=1 << 20)
+def _torch_export(export: Exportable, example: np.ndarray, path: Path) -> None:
+    """torch -> ONNX with dynamic batch axes (the example has two rows, so 1 is not special)."""
+    inputs = tuple(torch.as_tensor(x) for x in export.make_inputs(example))
+    dynamic = {name: {0: torch.export.Dim(f"{name}_batch", min=1, max=1 << 20)} for name in export.input_names}
     noise = io.StringIO()
     onnx_logger = logging.getLogger("torch.onnx")
     level = onnx_logger.level
@@ -256,12 +301,12 @@ def _torch_export(module: nn.Module, example: np.ndarray, path: Path) -> None:
     with warnings.catch_warnings(), contextlib.redirect_stdout(noise):
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module,
-            (torch.as_tensor(example),),
+            export.module,
+            inputs,
             str(path),
-            input_names=[md.INPUT_NAME],
-            output_names=list(md.OUTPUT_NAMES),
-            dynamic_shapes={"obs": {0: batch}},
+            input_names=export.input_names,
+            output_names=export.output_names,
+            dynamic_shapes=dynamic,
             dynamo=True,
             external_data=False,
             verbose=False,
@@ -269,27 +314,35 @@ def _torch_export(module: nn.Module, example: np.ndarray, path: Path) -> None:
     onnx_logger.setLevel(level)
 
 
-def check_parity(module: nn.Module, path: Path, observations: dict[str, np.ndarray]) -> list[ParityRow]:
-    """Compare torch and onnxruntime on batches of 1 and 256 of each observation source."""
+def check_parity(export: Exportable, path: Path, observations: dict[str, np.ndarray]) -> list[ParityRow]:
+    """Compare torch and onnxruntime on batches of 1 and 256 of each observation source.
+
+    Every float output (Q-values; an h-DQN's meta Q-values too) must agree, and so must the
+    greedy choices (actions; and goals).
+    """
     from qagent.serve import Policy
 
-    policy = Policy.load(path)
+    session = Policy.load(path)._session  # loading checks the metadata too
     rows = []
     for source, obs in observations.items():
         for size in PARITY_BATCHES:
-            batch = obs[:size]
+            inputs = export.make_inputs(obs[:size])
             with torch.no_grad():
-                q_torch, a_torch = (t.numpy() for t in module(torch.as_tensor(batch)))
-            a_onnx, q_onnx = policy.predict(policy.prepare(batch)[0])
-            diff = np.abs(q_onnx.astype(np.float64) - q_torch)
-            scale = max(1.0, float(np.abs(q_torch).max()))
+                torch_out = [t.numpy() for t in export.module(*(torch.as_tensor(x) for x in inputs))]
+            onnx_out = session.run(export.output_names, dict(zip(export.input_names, inputs, strict=True)))
+            floats = [(o, t) for o, t in zip(onnx_out, torch_out, strict=True) if t.dtype.kind == "f"]
+            diff = max(float(np.abs(o.astype(np.float64) - t).max()) for o, t in floats)
+            scale = max(1.0, *(float(np.abs(t).max()) for _, t in floats))
+            same = np.ones(size, dtype=bool)
+            for o, t in floats:
+                same &= o.argmax(axis=1) == t.argmax(axis=1)
             rows.append(
                 ParityRow(
                     source=source,
                     batch=size,
-                    max_abs_diff=float(diff.max()),
-                    max_rel_diff=float(diff.max() / scale),
-                    actions_equal=int((a_onnx == a_torch).sum()),
+                    max_abs_diff=diff,
+                    max_rel_diff=diff / scale,
+                    actions_equal=int(same.sum()),
                 )
             )
     return rows

@@ -170,13 +170,13 @@ class Trainer:
         try:
             with TrainingProgress(total, self.step, self.show_progress) as bar, stop_on_interrupt(bar) as stop:
                 self._bar = bar
-                while self.step < total and not stop.is_set():
+                while not self.done() and not stop.is_set():
                     t0 = time.perf_counter()
                     prev = self.step
                     episodes = self.run_chunk()
                     train_seconds += time.perf_counter() - t0
                     self._after_chunk(prev, episodes)
-                interrupted = self.step < total
+                interrupted = not self.done()
                 bar.update(self.step, force=True)
         finally:
             if self.background is not None:
@@ -184,6 +184,11 @@ class Trainer:
                 self.collected = self.background.collected
                 self.background = None
         return self._finish(interrupted, start_step, train_seconds)
+
+    def done(self) -> bool:
+        """Whether training reached ``train.total_steps`` (or ``train.max_episodes``)."""
+        limit = self.config.train.max_episodes
+        return self.step >= self.config.train.total_steps or (limit is not None and self.episodes >= limit)
 
     def run_chunk(self) -> list[Episode]:
         """Collect up to the next training point, update the target network, then learn."""
@@ -319,7 +324,7 @@ class Trainer:
         """Evaluate the online network; record the result on disk, in MLflow and on screen."""
         t0 = time.perf_counter()
         with self.agent.policy.evaluation_mode() as policy:
-            result = self.evaluator.run(policy.q_values, episodes, self.eval_seed, self.config.eval.epsilon)
+            result = self.evaluator.run(policy, episodes, self.eval_seed, self.config.eval.epsilon)
         record = {"step": self.step, **result.summary(), "final": final, "seconds": time.perf_counter() - t0}
         self.last_eval = record
         self.run.append_evaluation(record)
@@ -328,6 +333,7 @@ class Trainer:
                 "eval/return_mean": record["mean"],
                 "eval/return_std": record["std"],
                 "eval/length_mean": record["mean_length"],
+                "eval/success_rate": record["success_rate"],
             },
             self.step,
         )
@@ -348,7 +354,7 @@ class Trainer:
 
         path = self.run.root / "videos" / f"step-{self.step:010d}.{self.config.eval.video_format}"
         with self.agent.policy.evaluation_mode() as policy:
-            result = record_video(policy.q_values, self.config.env, path, seed=self.eval_seed)
+            result = record_video(policy, self.config.env, path, seed=self.eval_seed)
         self.tracker.log_artifact(path, "videos")
         self._print(f"step {self.step:>9,}  video: return {result.mean:.1f}, {path}")
         self._last_video_step = self.step
@@ -569,6 +575,12 @@ def resume_training(
         raise CheckpointError(
             f"run {run.root} already reached train.total_steps ({checkpoint['step']})",
             hint=f"continue it for longer with --set train.total_steps={2 * config.train.total_steps}",
+        )
+    limit = config.train.max_episodes
+    if limit is not None and checkpoint["episodes"] >= limit:
+        raise CheckpointError(
+            f"run {run.root} already reached train.max_episodes ({checkpoint['episodes']})",
+            hint=f"continue it for longer with --set train.max_episodes={2 * limit}",
         )
     trainer_cls = trainer_class(config)
     trainer = trainer_cls(config, run, Tracker(), plugins=plugins or checkpoint.get("plugins", []), progress=progress)

@@ -9,15 +9,15 @@ episodes an evaluation with the same seed scores.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from qagent.config import EnvConfig
 from qagent.envs.factory import make_env
 from qagent.errors import ConfigError
-from qagent.evaluation import EvalResult
+from qagent.evaluation import EvalResult, as_actor
 
 FORMATS = (".gif", ".mp4")
 
@@ -30,7 +30,7 @@ def check_video_path(path: str | Path) -> Path:
 
 
 def record_video(
-    q_values: Callable[[np.ndarray], np.ndarray],
+    policy: Any,
     env_config: EnvConfig,
     path: str | Path,
     *,
@@ -39,7 +39,10 @@ def record_video(
     epsilon: float = 0.0,
     fps: int = 30,
 ) -> EvalResult:
-    """Play ``episodes`` episodes, write their frames to ``path`` (.gif or .mp4), return their scores."""
+    """Play ``episodes`` episodes, write their frames to ``path`` (.gif or .mp4), return their scores.
+
+    :param policy: a policy, an actor or a Q-value function (see :func:`qagent.evaluation.as_actor`).
+    """
     path = check_video_path(path)
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # classic-control envs render through pygame
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
@@ -47,6 +50,7 @@ def record_video(
         import imageio.v2 as imageio
     except ImportError:
         raise ConfigError("videos need imageio", hint="pip install 'qagent[video]'") from None
+    actor = policy if hasattr(policy, "reset") else as_actor(policy)
     env = make_env(env_config, training=False, render_mode="rgb_array")
     rng = np.random.default_rng(seed)
     n_actions = int(env.action_space.n)
@@ -55,10 +59,11 @@ def record_video(
     try:
         for j in range(episodes):
             obs, _ = env.reset(seed=seed + j)
+            actor.reset(np.ones(1, dtype=bool))
             frames.append(np.asarray(env.render()))
             done = False
             while not done:
-                action = int(q_values(np.asarray(obs)[None])[0].argmax())
+                action = int(actor(np.asarray(obs)[None], [env])[0])
                 if epsilon and rng.random() < epsilon:
                     action = int(rng.integers(n_actions))
                 obs, _, terminated, truncated, info = env.step(action)

@@ -15,7 +15,7 @@ from test_training import tiny_config
 
 from qagent.checkpoint import load_checkpoint
 from qagent.evaluation import evaluate_checkpoint, evaluate_policy_file
-from qagent.export import PolicyModule, check_parity, export_checkpoint, real_observations
+from qagent.export import Exportable, check_parity, export_checkpoint, real_observations
 from qagent.serve import Policy
 from qagent.serve import metadata as md
 from qagent.training import start_training
@@ -80,7 +80,7 @@ def test_parity_check_catches_a_different_network(trained, tmp_path):
     torch.manual_seed(123)
     other = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     env_obs = np.random.default_rng(0).standard_normal((256, 4)).astype(np.float32)
-    rows = check_parity(PolicyModule(other).eval(), report.path, {"env": env_obs})
+    rows = check_parity(Exportable.of_q_network(other), report.path, {"env": env_obs})
     assert not all(row.ok for row in rows)
 
 

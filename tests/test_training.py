@@ -99,7 +99,7 @@ def test_evaluation_is_deterministic_and_independent_of_parallelism(workdir):
     policy = lambda obs: np.tile([0.0, 1.0], (len(obs), 1))  # noqa: E731 - always push right
     assert one.run(policy, 5, seed=11).returns == four.run(policy, 5, seed=11).returns
     summary = one.run(policy, 5, seed=11).summary()
-    assert set(summary) == {"episodes", "mean", "std", "min", "max", "median", "mean_length"}
+    assert set(summary) == {"episodes", "mean", "std", "min", "max", "median", "mean_length", "success_rate"}
 
 
 def test_sigint_stops_cleanly_with_a_checkpoint_and_the_run_resumes(workdir):

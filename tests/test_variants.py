@@ -17,7 +17,7 @@ from qagent.plugins.registries import AGENTS, EXPLORATIONS
 from qagent.serve import Policy
 
 load_builtins()
-AGENT_NAMES = [name for name in AGENTS.names() if name != "sb3-dqn"]  # sb3-dqn has its own test
+AGENT_NAMES = [name for name in AGENTS.names() if name not in ("sb3-dqn", "hdqn")]  # each has its own tests
 EXPLORATION_NAMES = EXPLORATIONS.names()
 DISTRIBUTIONAL = {
     "c51": ["--set", "agent.v_min=0", "--set", "agent.v_max=50"],

@@ -175,32 +175,36 @@ class ReplayBuffer:
         next_obs: np.ndarray,
         terminated: np.ndarray,
         truncated: np.ndarray,
+        envs: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Store one transition per env (leading env axis on every argument).
 
+        :param envs: the streams the rows belong to, when only some envs add a transition
+            (h-DQN's meta-controller, whose options end at different times); default all, in order.
         :returns: the slots now holding the new transitions, and the slots of the fresh
             observations written after them (no transition starts there yet).
         """
         n = len(action)
         transition_slots = np.empty(n, dtype=np.int64)
         fresh_slots = np.empty(n, dtype=np.int64)
-        for i in range(n):
+        for row in range(n):
+            i = row if envs is None else int(envs[row])
             if not self.in_episode[i]:
-                self._write(i, obs[i], 0)  # the episode's first observation
+                self._write(i, obs[row], 0)  # the episode's first observation
                 self.in_episode[i] = True
             slot = i * self.per_env + int((self.head[i] - 1) % self.per_env)
-            self.action[slot] = action[i]
-            self.reward[slot] = reward[i]
-            self.terminated[slot] = terminated[i]
-            self.truncated[slot] = truncated[i]
+            self.action[slot] = action[row]
+            self.reward[slot] = reward[row]
+            self.terminated[slot] = terminated[row]
+            self.truncated[slot] = truncated[row]
             self.valid[slot] = True
             self.count += 1
             self.transition_id[slot] = self.transitions
             self.transitions += 1
             pos = min(int(self.episode_pos[slot]) + 1, self.stack - 1)
-            transition_slots[i] = slot
-            fresh_slots[i] = self._write(i, next_obs[i], pos)  # the true next observation, also at an episode's end
-            if terminated[i] or truncated[i]:
+            transition_slots[row] = slot
+            fresh_slots[row] = self._write(i, next_obs[row], pos)  # the true next observation, also at an episode's end
+            if terminated[row] or truncated[row]:
                 self.in_episode[i] = False
         return transition_slots, fresh_slots
 

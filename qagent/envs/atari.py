@@ -58,6 +58,8 @@ def make_atari(
     }
     if render_mode is not None:
         options["render_mode"] = render_mode
+    if config.observation == "ram":
+        return _ram_game(env_id, config, options, training)
     env = gym.make(env_id, **options)
     env = RecordEpisodeStatistics(env)
     env = AtariWrapper(
@@ -70,3 +72,21 @@ def make_atari(
     )
     env = ReshapeObservation(env, (config.screen_size, config.screen_size))
     return FrameStackObservation(env, config.frame_stack)
+
+
+def _ram_game(env_id: str, config: AtariConfig, options: dict[str, Any], training: bool) -> gym.Env:
+    """The same chain on the 128-byte RAM: the emulator repeats each action (no max over frames,
+    which means nothing for memory bytes), and the RAM is the observation, unstacked."""
+    from stable_baselines3.common.atari_wrappers import ClipRewardEnv, EpisodicLifeEnv, FireResetEnv, NoopResetEnv
+
+    env = gym.make(env_id, **{**options, "obs_type": "ram", "frameskip": config.frame_skip})
+    env = RecordEpisodeStatistics(env)
+    if config.noop_max > 0:
+        env = NoopResetEnv(env, noop_max=config.noop_max)
+    if training and config.terminal_on_life_loss:
+        env = EpisodicLifeEnv(env)
+    if "FIRE" in env.unwrapped.get_action_meanings():
+        env = FireResetEnv(env)
+    if training and config.clip_rewards:
+        env = ClipRewardEnv(env)
+    return env

@@ -17,6 +17,7 @@ from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
 from qagent.config import EnvConfig
 from qagent.envs.atari import is_atari, make_atari
+from qagent.envs.minigrid import is_minigrid, make_minigrid
 from qagent.envs.shaping import shape
 from qagent.errors import ConfigError, UnknownNameError
 from qagent.plugins.registries import ENVS
@@ -86,6 +87,8 @@ def make_env(config: EnvConfig, *, training: bool = True, render_mode: str | Non
     try:
         if atari:
             env = make_atari(config.id, config.atari, training=training, render_mode=render_mode, kwargs=kwargs)
+        elif is_minigrid(config.id) and config.id not in ENVS:
+            env = make_minigrid(config.id, config.minigrid, render_mode, kwargs)
         else:
             if render_mode is not None:
                 kwargs["render_mode"] = render_mode

@@ -30,12 +30,16 @@ NETWORKS: Registry[Any] = Registry("network")
 POTENTIALS: Registry[Any] = Registry("potential")
 """Shaping potentials: ``phi(obs, **kwargs) -> float`` (see ``qagent.envs.shaping``)."""
 
+GOAL_SPACES: Registry[Any] = Registry("goal-space")
+"""h-DQN goal spaces: classes built as ``cls(observation_space, **kwargs)`` (see ``qagent.envs.goals``)."""
+
 REGISTRIES: dict[str, Registry[Any]] = {
     "env": ENVS,
     "agent": AGENTS,
     "exploration": EXPLORATIONS,
     "network": NETWORKS,
     "potential": POTENTIALS,
+    "goal-space": GOAL_SPACES,
 }
 
 
@@ -62,3 +66,8 @@ def register_network(name: str, obj: Any = None, *, description: str | None = No
 def register_potential(name: str, obj: Any = None, *, description: str | None = None) -> Any:
     """Register a shaping potential ``phi(obs, **kwargs) -> float``."""
     return POTENTIALS.register(name, obj, description=description)
+
+
+def register_goal_space(name: str, obj: Any = None, *, description: str | None = None) -> Any:
+    """Register an h-DQN goal space class (a subclass of ``qagent.envs.goals.GoalSpace``)."""
+    return GOAL_SPACES.register(name, obj, description=description)

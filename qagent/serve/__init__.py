@@ -8,6 +8,7 @@ ship a policy without PyTorch, gymnasium, MLflow or click (a test checks this).
     action = policy.act(observation)
 """
 
+from qagent.serve.hierarchy import HierarchicalPolicy, HierarchicalSession
 from qagent.serve.policy import InputError, Policy, PolicyLoadError, PolicySession
 
-__all__ = ["InputError", "Policy", "PolicyLoadError", "PolicySession"]
+__all__ = ["HierarchicalPolicy", "HierarchicalSession", "InputError", "Policy", "PolicyLoadError", "PolicySession"]

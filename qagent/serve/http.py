@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from qagent.serve import metadata as md
+from qagent.serve.hierarchy import HierarchicalPolicy
 from qagent.serve.policy import InputError, Policy, PolicySession, as_numeric_array
 
 
@@ -324,7 +325,18 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
         return 200, self.server.policy.metadata
 
     def v1_act(self, body: dict[str, Any]) -> tuple[int, Any]:
-        batch, _ = self._checked_batch(self._observation(body))
+        batch, single = self._checked_batch(self._observation(body))
+        policy = self.server.policy
+        if isinstance(policy, HierarchicalPolicy):
+            goal_inputs = body.get("goal_input")
+            if goal_inputs is not None and single:
+                goal_inputs = [goal_inputs]
+            if goal_inputs is not None and (not isinstance(goal_inputs, list) or len(goal_inputs) != len(batch)):
+                raise HttpError(400, "'goal_input' must hold one vector per observation")
+            with self.server.inference:
+                actions, q_values, goals = policy.predict_with_goals(batch, goal_inputs)
+            names = [policy.goals[g] for g in goals]
+            return 200, {"actions": actions.tolist(), "q_values": q_values.tolist(), "goals": names}
         actions, q_values = self.server.predict(batch)
         return 200, {"actions": actions.tolist(), "q_values": q_values.tolist()}
 
@@ -337,9 +349,10 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
         session, lock = self.server.sessions.get(sid)
         obs = self._observation(body)
         with lock, self.server.inference:
-            action, q_values = session.step(obs)
+            action, q_values = session.step(obs, body.get("goal_input"))
             step = session.steps
-        return 200, {"action": action, "q_values": q_values.tolist(), "step": step}
+            info = session.info()
+        return 200, {"action": action, "q_values": q_values.tolist(), "step": step, **info}
 
     def session_reset(self, body: dict[str, Any], sid: str) -> tuple[int, Any]:
         session, lock = self.server.sessions.get(sid)

@@ -86,6 +86,10 @@ class Policy:
             metadata = md.loads(text)
         except ValueError as exc:
             raise PolicyLoadError(f"{path}: {exc}") from None
+        if "hierarchy" in metadata and cls is Policy:
+            from qagent.serve.hierarchy import HierarchicalPolicy
+
+            return HierarchicalPolicy(session, metadata, path)
         return cls(session, metadata, path)
 
     # ------------------------------------------------------------------ inference
@@ -175,15 +179,19 @@ class PolicySession:
             self._frames.append(array)
         return np.stack(self._frames)
 
-    def step(self, frame: Any) -> tuple[int, np.ndarray]:
-        """``(action, q_values)`` for the next observation of the episode."""
+    def step(self, frame: Any, goal_input: Any = None) -> tuple[int, np.ndarray]:
+        """``(action, q_values)`` for the next observation of the episode (``goal_input``: h-DQN only)."""
         actions, q_values = self.policy.predict(self.observation(frame)[None])
         self.steps += 1
         return int(actions[0]), q_values[0]
 
-    def act(self, frame: Any) -> int:
+    def act(self, frame: Any, goal_input: Any = None) -> int:
         """The greedy action for the next observation of the episode."""
-        return self.step(frame)[0]
+        return self.step(frame, goal_input)[0]
+
+    def info(self) -> dict[str, Any]:
+        """What else the session knows after a step (an h-DQN session's current goal)."""
+        return {}
 
 
 def as_numeric_array(obs: Any) -> np.ndarray:

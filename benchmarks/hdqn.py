@@ -1,0 +1,201 @@
+"""h-DQN against flat DQN: the paper's decision process and MiniGrid's DoorKey rooms.
+
+``--task sdp`` trains the ``sdp-hdqn`` and ``sdp-dqn`` presets for 12,000 episodes per seed
+(10 seeds) and reports the training average over the last 1,000 episodes (paper: about 0.13
+for h-DQN, 0.01 for Q-learning) and a 5,000-episode greedy evaluation at the end (the optimum
+is 0.208). ``--task doorkey-5x5`` / ``doorkey-6x6`` trains ``doorkey-hdqn`` and
+``doorkey-dqn`` (and ``sb3-dqn`` with ``--baselines dqn sb3-dqn``) and reports the greedy
+success rate every ``--eval-every`` steps and the first step at which it reaches 95%.
+
+    python benchmarks/hdqn.py --task sdp --jobs 2
+    python benchmarks/hdqn.py --task doorkey-5x5 --seeds 0 1 2 --steps 300000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _report import DOCS, publish  # noqa: E402
+
+TASKS: dict[str, dict[str, Any]] = {
+    "sdp": {"env": "stochastic-decision-process", "hdqn": "sdp-hdqn", "flat": "sdp-dqn", "seeds": 10},
+    "doorkey-5x5": {"env": "MiniGrid-DoorKey-5x5-v0", "hdqn": "doorkey-hdqn", "flat": "doorkey-dqn", "seeds": 3},
+    "doorkey-6x6": {"env": "MiniGrid-DoorKey-6x6-v0", "hdqn": "doorkey-hdqn", "flat": "doorkey-dqn", "seeds": 3},
+}
+SDP_EPISODES = 12_000
+SDP_EVAL_EPISODES = 5_000
+SUCCESS = 0.95
+
+
+def train(agent: str, seed: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    """One training run through the CLI; returns its evaluations and episode returns."""
+    task = TASKS[args.task]
+    preset = task["flat"] if agent in ("dqn", "sb3-dqn") else task["hdqn"]
+    name = f"{agent}-{seed}"
+    cmd = [sys.executable, "-m", "qagent", "train", "--config", preset, "--env", task["env"], "--seed", str(seed)]
+    cmd += ["--runs-dir", str(root), "--run-name", name, "--no-track", "--no-progress"]
+    if agent == "sb3-dqn":
+        cmd += ["--agent", "sb3-dqn", "--set", "env.num_envs=1", "--set", "agent.gradient_steps=1"]
+    if args.task == "sdp":
+        cmd += ["--set", f"train.max_episodes={SDP_EPISODES}", "--set", f"eval.final_episodes={SDP_EVAL_EPISODES}"]
+    else:
+        cmd += ["--total-steps", str(args.steps), "--set", f"eval.every={args.eval_every}"]
+    started = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
+    run = root / name
+    evaluations = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
+    with open(run / "episodes.csv") as f:
+        returns = [float(row["return"]) for row in csv.DictReader(f)]
+    meta = json.loads((run / "run.json").read_text())
+    result = {
+        "agent": agent,
+        "seed": seed,
+        "steps": meta["step"],
+        "episodes": len(returns),
+        "train_last_1000": round(statistics.mean(returns[-1000:]), 4),
+        "final_mean": round(evaluations[-1]["mean"], 4),
+        "final_success": evaluations[-1].get("success_rate"),
+        "reached_95": next(
+            (e["step"] for e in evaluations if not e["final"] and e.get("success_rate", 0) >= SUCCESS), None
+        ),
+        "evaluations": [(e["step"], round(e["mean"], 3), e.get("success_rate")) for e in evaluations],
+        "train_seconds": meta["train_seconds"],
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    print(f"{args.task} {name}: {json.dumps({k: v for k, v in result.items() if k != 'evaluations'})}", flush=True)
+    if args.results:
+        with open(args.results, "a") as f:
+            f.write(json.dumps({"task": args.task, **result}) + "\n")
+    return result
+
+
+def sdp_table(results: list[dict[str, Any]]) -> list[str]:
+    rows = []
+    for agent in ("hdqn", "dqn"):
+        runs = sorted((r for r in results if r["agent"] == agent), key=lambda r: r["seed"])
+        if not runs:
+            continue
+        train_avg = [r["train_last_1000"] for r in runs]
+        greedy = [r["final_mean"] for r in runs]
+        rows.append(
+            f"| {agent} | {statistics.mean(train_avg):.3f} ({min(train_avg):.3f}–{max(train_avg):.3f}) "
+            f"| {sum(t >= 0.13 for t in train_avg)}/{len(runs)} "
+            f"| {statistics.mean(greedy):.3f} ({min(greedy):.3f}–{max(greedy):.3f}) "
+            f"| {sum(g >= 0.19 for g in greedy)}/{len(runs)} | {statistics.mean(r['steps'] for r in runs):,.0f} "
+            f"| {statistics.mean(r['train_seconds'] for r in runs):.0f} |"
+        )
+    per_seed = [
+        f"| {r['agent']} | {r['seed']} | {r['train_last_1000']:.3f} | {r['final_mean']:.3f} |"
+        for r in sorted(results, key=lambda r: (r["agent"] != "hdqn", r["seed"]))
+    ]
+    return [
+        f"{SDP_EPISODES:,} training episodes per seed; training average: the mean return of the last 1,000 "
+        f"training episodes (exploring); greedy: a {SDP_EVAL_EPISODES:,}-episode greedy evaluation at the end. "
+        "Targets (issue 6): training average ≥ 0.13 and greedy ≥ 0.19 on at least 8 of 10 seeds; the paper "
+        "reports about 0.13 for h-DQN and 0.01 for Q-learning; the optimum is 0.208.",
+        "",
+        "| agent | training average, last 1,000 episodes (min–max) | seeds ≥ 0.13 | greedy evaluation (min–max) "
+        "| seeds ≥ 0.19 | env steps | train time (s) |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        "<details><summary>Per seed</summary>",
+        "",
+        "| agent | seed | training average | greedy |",
+        "|---|---:|---:|---:|",
+        *per_seed,
+        "",
+        "</details>",
+    ]
+
+
+def doorkey_table(results: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    agents = list(dict.fromkeys(r["agent"] for r in results))
+    rows = []
+    for agent in agents:
+        runs = sorted((r for r in results if r["agent"] == agent), key=lambda r: r["seed"])
+        reached = [r["reached_95"] for r in runs if r["reached_95"] is not None]
+        first = (
+            f"{statistics.median(reached):,.0f} ({len(reached)}/{len(runs)})" if reached else f"never (0/{len(runs)})"
+        )
+        finals = [r["final_success"] for r in runs]
+        rows.append(
+            f"| {agent} | {first} | {statistics.mean(finals):.0%} ({min(finals):.0%}–{max(finals):.0%}) "
+            f"| {runs[0]['steps']:,} | {statistics.mean(r['train_seconds'] for r in runs):.0f} |"
+        )
+    steps = sorted({e[0] for r in results for e in r["evaluations"]})
+    curve_rows = []
+    for step in steps:
+        cells = []
+        for agent in agents:
+            values = [e[2] for r in results if r["agent"] == agent for e in r["evaluations"] if e[0] == step]
+            cells.append(f"{statistics.mean(values):.0%}" if values else "")
+        curve_rows.append(f"| {step:,} | " + " | ".join(cells) + " |")
+    return [
+        f"Greedy success rate (episodes that reach the goal square) over {len(set(r['seed'] for r in results))} "
+        f"seeds, evaluated every {args.eval_every:,} env steps (50 episodes) and at the end (200 episodes). "
+        "Target (issue 6): h-DQN ≥ 95% within 1M env steps, flat DQN far below.",
+        "",
+        "| agent | env steps to 95% success (median, seeds) | final success (min–max) | env steps | train time (s) |",
+        "|---|---:|---:|---:|---:|",
+        *rows,
+        "",
+        "<details><summary>Success curve (mean over seeds)</summary>",
+        "",
+        "| env steps | " + " | ".join(agents) + " |",
+        "|---:|" + "---:|" * len(agents),
+        *curve_rows,
+        "",
+        "</details>",
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--task", choices=list(TASKS), default="sdp")
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: 0-9 for sdp, 0-2 for DoorKey")
+    parser.add_argument("--baselines", nargs="+", default=["dqn"], choices=["dqn", "sb3-dqn"])
+    parser.add_argument("--steps", type=int, default=1_000_000, help="env steps per DoorKey run")
+    parser.add_argument("--eval-every", type=int, default=20_000)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--results", help="also append each run's result to this JSON-lines file")
+    parser.add_argument("--from-results", nargs="+", metavar="FILE", help="build the table from saved results")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    seeds = args.seeds or list(range(TASKS[args.task]["seeds"]))
+
+    if args.from_results:
+        lines = [json.loads(line) for path in args.from_results for line in Path(path).read_text().splitlines()]
+        results = [r for r in lines if r.get("task") == args.task]
+    else:
+        jobs = [(agent, seed) for agent in ["hdqn", *args.baselines] for seed in seeds]
+        with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
+            results = list(pool.map(lambda job: train(*job, args, Path(tmp)), jobs))
+
+    env = TASKS[args.task]["env"]
+    body = sdp_table(results) if args.task == "sdp" else doorkey_table(results, args)
+    publish(
+        f"hdqn-{args.task}",
+        f"h-DQN vs flat DQN on {env}",
+        body,
+        {"results": results},
+        write=not args.no_write,
+        also=(DOCS / "hdqn.md",),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+"""Goal spaces for h-DQN: what the meta-controller may ask for, and when it is done.
+
+A goal space lists its goals and, for each, *declarative* clauses over a goal-input vector
+read from the game (see :mod:`qagent.serve.goals`): the goal is reached when all its clauses
+``(index, low, high)`` hold. Because the test is data, an exported hierarchy carries it in
+its metadata and the torch-free server runs it. The goal input is the observation itself
+(``input = "observation"``) or a vector the goal space reads from the env, such as the Atari
+RAM (``input = "client"``: a served policy gets it from the client with each observation).
+
+Write your own with ``@register_goal_space("name")`` on a subclass of :class:`GoalSpace`
+(docs/hdqn.md works an example through).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+
+from qagent.errors import ConfigError
+from qagent.plugins.registries import register_goal_space
+from qagent.serve.goals import Clause, GoalTest
+
+
+class GoalSpace:
+    """Base class: set :attr:`goals` and :attr:`reached_when`; override :meth:`goal_input` to read the env.
+
+    :param observation_space: the env's observation space.
+    :param kwargs: the goal space's options (``agent.goal_space_kwargs``).
+    """
+
+    input: ClassVar[str] = "observation"
+    """``"observation"``: the goal input is the observation; ``"client"``: :meth:`goal_input` reads the env."""
+
+    goals: list[str]
+    """Goal names, in the order of the meta-controller's outputs."""
+    reached_when: list[list[Clause]]
+    """Per goal, clauses ``(index, low, high)`` on the goal input that all hold when it is reached."""
+    requires: list[list[Clause]] = []
+    """Per goal, clauses that must hold for the meta-controller to choose it (empty: none)."""
+
+    def __init__(self, observation_space: gym.Space, **kwargs: Any) -> None:
+        self.observation_space = observation_space
+        if kwargs:
+            raise ConfigError(
+                f"goal space {type(self).__name__} takes no option {sorted(kwargs)[0]!r}",
+                hint="check agent.goal_space_kwargs",
+            )
+
+    def goal_input(self, env: gym.Env, obs: Any) -> np.ndarray:
+        """The vector the goal test reads in the env's current state (whose observation is ``obs``)."""
+        return np.atleast_1d(np.asarray(obs)).reshape(-1)
+
+    def describe(self, name: str) -> dict[str, Any]:
+        """What export writes into the metadata: enough to run the goal test without this class."""
+        return {
+            "name": name,
+            "goals": list(self.goals),
+            "input": self.input,
+            "reached_when": [[list(c) for c in clauses] for clauses in self.reached_when],
+            "requires": [[list(c) for c in clauses] for clauses in self.requires],
+        }
+
+    @cached_property
+    def test(self) -> GoalTest:
+        return GoalTest(self.describe(type(self).__name__))
+
+
+@register_goal_space("state-index")
+class StateIndexGoals(GoalSpace):
+    """Every state of a discrete observation space is a goal (Kulkarni et al.'s decision process)."""
+
+    def __init__(self, observation_space: gym.Space, states: list[int] | None = None) -> None:
+        super().__init__(observation_space)
+        if not isinstance(observation_space, gym.spaces.Discrete):
+            raise ConfigError(
+                f"the state-index goal space needs a Discrete observation space, not {observation_space}",
+                hint="use a goal space that reads your env's state, e.g. minigrid-objects",
+            )
+        n = int(observation_space.n)
+        self.states = list(range(n)) if states is None else [int(s) for s in states]
+        if not self.states or any(not 0 <= s < n for s in self.states):
+            raise ConfigError(f"agent.goal_space_kwargs.states must be states in 0..{n - 1}, got {states}")
+        self.goals = [f"s{s + 1}" for s in self.states]
+        self.reached_when = [[(0, s, s)] for s in self.states]
+
+
+def _minigrid_state(env: gym.Env) -> tuple[bool, bool, bool]:
+    """(carrying a key, some door open, standing on the goal square) from a MiniGrid env's grid."""
+    grid_env = env.unwrapped
+    carrying = getattr(grid_env, "carrying", None)
+    has_key = carrying is not None and carrying.type == "key"
+    door_open = any(
+        cell is not None and cell.type == "door" and cell.is_open for cell in grid_env.grid.grid if cell is not None
+    )
+    here = grid_env.grid.get(*grid_env.agent_pos)
+    return has_key, door_open, here is not None and here.type == "goal"
+
+
+@register_goal_space("minigrid-objects")
+class MiniGridObjectGoals(GoalSpace):
+    """MiniGrid's objects as goals: pick up the key, open the door, reach the goal square.
+
+    Read from the env's grid, so it works on any MiniGrid task with these objects
+    (DoorKey, KeyCorridor, ...). The goal input is ``[has_key, door_open, at_goal]``.
+    """
+
+    input = "client"
+    ALL: ClassVar[dict[str, int]] = {"key": 0, "door": 1, "goal": 2}
+
+    def __init__(self, observation_space: gym.Space, goals: list[str] | None = None) -> None:
+        super().__init__(observation_space)
+        self.goals = list(goals or self.ALL)
+        unknown = [g for g in self.goals if g not in self.ALL]
+        if unknown:
+            raise ConfigError(f"unknown MiniGrid goal {unknown[0]!r}", hint=f"choose from {', '.join(self.ALL)}")
+        self.reached_when = [[(self.ALL[g], 1, 1)] for g in self.goals]
+
+    def goal_input(self, env: gym.Env, obs: Any) -> np.ndarray:
+        return np.array(_minigrid_state(env), dtype=np.uint8)
+
+
+# Montezuma's Revenge, first room, in the RAM's coordinates: player x at address 42 (the
+# sprite's left edge is x - 1 on the 160-pixel screen), player y at 43 (235 on the top
+# platform, 192 on the middle ones, 148 on the floor; the sprite's top row is 310 - y on the
+# 210-line screen), the room at 3, the inventory bits at 65 (2: the key). Measured by placing
+# the player with ALE's setRAM and reading the screen (tests/test_hdqn.py replays it).
+MONTEZUMA_ROOM, MONTEZUMA_X, MONTEZUMA_Y, MONTEZUMA_INVENTORY = 3, 42, 43, 65
+HAS_KEY: Clause = (MONTEZUMA_INVENTORY, 2, 3)
+
+
+def _at(x: tuple[int, int], y: tuple[int, int], room: int = 1) -> list[Clause]:
+    return [(MONTEZUMA_ROOM, room, room), (MONTEZUMA_X, *x), (MONTEZUMA_Y, *y)]
+
+
+@register_goal_space("montezuma-ram")
+class MontezumaRamGoals(GoalSpace):
+    """The first room of Montezuma's Revenge: ladders, rope, key and doors, located from the Atari RAM.
+
+    The goal input is the 128-byte RAM (``input = "client"``: a served policy needs it with
+    each frame). The doors count as reached when the player stands in the doorway, which only
+    a player with the key gets to (the door opens for +300); the meta-controller may choose a
+    door only while holding the key.
+    """
+
+    input = "client"
+    ENTITIES: ClassVar[dict[str, list[Clause]]] = {
+        "middle-ladder": _at((72, 82), (190, 194)),
+        "rope": _at((108, 113), (196, 225)),
+        "lower-left-ladder": _at((16, 26), (146, 150)),
+        "lower-right-ladder": _at((128, 138), (146, 150)),
+        "key": [HAS_KEY],
+        "left-door": _at((14, 25), (230, 240)),
+        "right-door": _at((130, 141), (230, 240)),
+    }
+    NEEDS_KEY: ClassVar[set[str]] = {"left-door", "right-door"}
+
+    def __init__(self, observation_space: gym.Space, goals: list[str] | None = None) -> None:
+        super().__init__(observation_space)
+        self.goals = list(goals or self.ENTITIES)
+        unknown = [g for g in self.goals if g not in self.ENTITIES]
+        if unknown:
+            raise ConfigError(f"unknown Montezuma goal {unknown[0]!r}", hint=f"choose from {', '.join(self.ENTITIES)}")
+        self.reached_when = [self.ENTITIES[g] for g in self.goals]
+        self.requires = [[HAS_KEY] if g in self.NEEDS_KEY else [] for g in self.goals]
+
+    def goal_input(self, env: gym.Env, obs: Any) -> np.ndarray:
+        return np.asarray(env.unwrapped.ale.getRAM(), dtype=np.uint8)

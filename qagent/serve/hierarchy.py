@@ -1,0 +1,123 @@
+"""Serving an exported h-DQN: one ONNX file with both networks, the goal test in its metadata.
+
+The graph takes ``obs`` (for the meta-controller) and ``controller_obs`` (observation features
+plus the goal's one-hot code, see :mod:`qagent.serve.goals`) and returns ``q_values`` and
+``action`` (the controller's) and ``meta_q_values``. A session keeps the current goal
+(:class:`GoalKeeper`): it asks the meta-controller for a new one when the goal test says the
+current one is reached. The test reads the *goal input*: the observation itself when the goal
+space says ``"input": "observation"``, else a vector the client sends as ``goal_input`` with
+each observation (for example the Atari RAM; docs/hdqn.md).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from qagent.serve.goals import GoalKeeper, GoalTest, choose_goal, controller_input, controller_width
+from qagent.serve.policy import InputError, Policy, PolicySession
+
+CONTROLLER_INPUT = "controller_obs"
+META_OUTPUT = "meta_q_values"
+
+
+class HierarchicalPolicy(Policy):
+    """An exported h-DQN: goals from the meta-controller, actions from the controller."""
+
+    def __init__(self, session: Any, metadata: dict[str, Any], path: str | None = None) -> None:
+        super().__init__(session, metadata, path)
+        hierarchy = metadata["hierarchy"]
+        self.test = GoalTest(hierarchy["goal_space"])
+        self.goals = self.test.goals
+        self.n_goals = self.test.n_goals
+        self.max_option_steps: int | None = hierarchy.get("max_option_steps")
+        self._observation = metadata["observation"]
+        self._width = controller_width(self._observation, self.n_goals)
+
+    def _run(self, batch: np.ndarray, controller_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        q_values, actions, meta_q = self._session.run(
+            ["q_values", "action", META_OUTPUT], {"obs": batch, CONTROLLER_INPUT: controller_obs}
+        )
+        return q_values, actions, meta_q
+
+    def meta_q_values(self, batch: np.ndarray) -> np.ndarray:
+        """``float32[B, n_goals]`` for a prepared batch."""
+        return self._run(batch, np.zeros((1, self._width), np.float32))[2]
+
+    def controller_q_values(self, batch: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """``float32[B, n_actions]`` for a prepared batch, each row pursuing its goal."""
+        return self._run(batch[:1], controller_input(batch, goals, self._observation, self.n_goals))[0]
+
+    def goal_input(self, obs: np.ndarray, goal_input: Any = None) -> np.ndarray | None:
+        """The goal test's input for one prepared observation: given, or the observation itself."""
+        if goal_input is not None:
+            try:
+                return self.test.check_input(goal_input)
+            except ValueError as exc:
+                raise InputError(f"goal_input: {exc}") from None
+        if self.test.input == "observation":
+            return self.test.check_input(obs)
+        return None
+
+    def choose_goals(self, batch: np.ndarray, goal_inputs: list[Any] | None = None) -> np.ndarray:
+        """The meta-controller's greedy goal for each observation (valid goals only, when the test can run)."""
+        meta_q = self.meta_q_values(batch)
+        goals = np.zeros(len(batch), dtype=np.int64)
+        for i in range(len(batch)):
+            x = self.goal_input(batch[i], None if goal_inputs is None else goal_inputs[i])
+            valid = self.test.valid(x) if x is not None else np.ones(self.n_goals, dtype=bool)
+            goals[i] = choose_goal(meta_q[i], valid)
+        return goals
+
+    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Stateless acting: each observation's greedy goal, then the controller's greedy action."""
+        return self.predict_with_goals(batch)[:2]
+
+    def predict_with_goals(
+        self, batch: np.ndarray, goal_inputs: list[Any] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(actions, q_values, goals)`` for a prepared batch."""
+        goals = self.choose_goals(batch, goal_inputs)
+        q_values = self.controller_q_values(batch, goals)
+        return q_values.argmax(axis=1), q_values, goals
+
+    def session(self) -> HierarchicalSession:
+        return HierarchicalSession(self)
+
+
+class HierarchicalSession(PolicySession):
+    """One episode of an h-DQN: frame stacking (if any) and the current goal."""
+
+    policy: HierarchicalPolicy
+
+    def __init__(self, policy: HierarchicalPolicy) -> None:
+        super().__init__(policy)
+        self.keeper = GoalKeeper(policy.test, policy.max_option_steps)
+        self.new_goal = False
+
+    def reset(self) -> None:
+        super().reset()
+        self.keeper.reset()
+
+    def step(self, frame: Any, goal_input: Any = None) -> tuple[int, np.ndarray]:
+        """``(action, q_values)`` for the next observation; ``goal_input`` when the goal test needs it."""
+        obs = self.observation(frame)
+        x = self.policy.goal_input(obs, goal_input)
+        if x is None:
+            raise InputError(
+                f"this policy's goal test reads the game state: send 'goal_input' (a vector of at least "
+                f"{self.policy.test.input_size} numbers, see the metadata's hierarchy.goal_space) with each step"
+            )
+        goal, self.new_goal = self.keeper.step(x, lambda: self.policy.meta_q_values(obs[None])[0])
+        q_values = self.policy.controller_q_values(obs[None], np.array([goal]))[0]
+        self.steps += 1
+        return int(q_values.argmax()), q_values
+
+    @property
+    def goal(self) -> str | None:
+        """The current goal's name (None before the first step)."""
+        return None if self.keeper.goal is None else self.policy.goals[self.keeper.goal]
+
+    def info(self) -> dict[str, Any]:
+        return {"goal": self.goal, "goal_index": self.keeper.goal, "new_goal": self.new_goal}
