@@ -75,6 +75,19 @@ def command_line() -> str:
     return "python " + " ".join(args)
 
 
+def train_run(args: list[str], run_dir: Path) -> dict[str, Any]:
+    """Run ``python -m qagent train ARGS`` (writing ``run_dir``); return its evaluations, run.json and wall time."""
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "qagent", "train", *args], capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(f"{run_dir.name} failed:\n{proc.stderr[-3000:]}")
+    return {
+        "evaluations": [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()],
+        "meta": json.loads((run_dir / "run.json").read_text()),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+
+
 def write_json(name: str, data: dict[str, Any]) -> Path:
     path = DOCS / "benchmarks" / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)

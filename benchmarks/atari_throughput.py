@@ -16,7 +16,10 @@ import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import publish  # noqa: E402
@@ -47,6 +50,56 @@ def run(name: str, extra: list[str], args: argparse.Namespace) -> dict[str, floa
     return {"steps_per_second": meta["steps_per_second"], "train_seconds": meta["train_seconds"]}
 
 
+def parts_alone(args: argparse.Namespace) -> dict[str, float]:
+    """Seconds to step the envs alone (random actions) and to run the same gradient steps alone.
+
+    Their sum is what a loop that only stepped and learned would take; the serial run's train
+    time divided by it is the loop's overhead (collection bookkeeping, replay writes, acting).
+    """
+    import torch
+
+    from qagent.components import build_agent, build_replay
+    from qagent.config import load_config
+    from qagent.envs.factory import make_vector_env
+    from qagent.plugins.discovery import load_builtins
+
+    load_builtins()
+    overrides = [f"env.id={args.env}", f"agent.learning_starts={args.learning_starts}", "replay.capacity=20000"]
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = load_config("pong-dqn", overrides)
+    envs = make_vector_env(config.env, config.env.num_envs, training=True)
+    rng = np.random.default_rng(0)
+    obs, _ = envs.reset(seed=list(range(envs.num_envs)))
+    steps = args.steps // envs.num_envs
+    started = time.perf_counter()
+    for _ in range(steps):
+        obs, _, terminated, truncated, _ = envs.step(rng.integers(0, envs.single_action_space.n, envs.num_envs))
+        done = terminated | truncated
+        if done.any():
+            reset_obs, _ = envs.reset(options={"reset_mask": done})
+            obs[done] = reset_obs[done]
+    env_seconds = time.perf_counter() - started
+    agent = build_agent(config, envs.single_observation_space, envs.single_action_space)
+    replay = build_replay(config, envs, seed=0)
+    frames = rng.integers(0, 256, size=(2, *envs.single_observation_space.shape), dtype=np.uint8)
+    for t in range(5000):  # random frames: the gradient step costs the same whatever the pixels
+        replay.add(
+            frames[t % 2][None],
+            np.zeros(1),
+            np.zeros(1),
+            frames[(t + 1) % 2][None],
+            np.zeros(1, bool),
+            np.array([t % 500 == 499]),
+        )
+    updates = (args.steps - args.learning_starts) // config.agent.train_freq
+    started = time.perf_counter()
+    for batch in replay.sample_many(updates, config.agent.batch_size):
+        agent.update(batch)
+    envs.close()
+    return {"env_seconds": env_seconds, "gradient_seconds": time.perf_counter() - started, "updates": updates}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--env", default="ALE/Pong-v5")
@@ -58,6 +111,10 @@ def main() -> None:
     args = parser.parse_args()
 
     results = {name: run(name, extra, args) for name, extra in VARIANTS.items()}
+    alone = parts_alone(args)
+    serial = results["qagent dqn, serial"]["train_seconds"]
+    overhead = serial / (alone["env_seconds"] + alone["gradient_seconds"])
+    print(f"alone: {alone}, overhead {overhead:.2f}", flush=True)
     sb3 = results["Stable-Baselines3 DQN (sb3-dqn)"]["steps_per_second"]
     rows = [
         f"| {name} | {r['steps_per_second']:,.0f} | {r['steps_per_second'] / sb3:.2f}× |" for name, r in results.items()
@@ -75,9 +132,19 @@ def main() -> None:
         "take most of the time; a collector thread then competes with them for the cores and the GIL, so the "
         "serial loop is the faster one here. Async collection pays off when the learner leaves a core idle "
         "(one torch thread, or more cores than the learner can use).",
+        "",
+        f"Loop overhead of the serial run: its train time ({serial:.0f} s) / (stepping the envs alone with random "
+        f"actions, {alone['env_seconds']:.0f} s + the same {alone['updates']:,} gradient steps alone, sampling "
+        f"included, {alone['gradient_seconds']:.0f} s) = **{overhead:.2f}** (target ≤ 1.15).",
     ]
     title = f"Atari training throughput ({args.env}, `pong-dqn` hyperparameters)"
-    publish("atari_throughput", title, body, {"results": results, "args": vars(args)}, write=not args.no_write)
+    publish(
+        "atari_throughput",
+        title,
+        body,
+        {"results": results, "alone": alone, "overhead": overhead, "args": vars(args)},
+        write=not args.no_write,
+    )
 
 
 if __name__ == "__main__":

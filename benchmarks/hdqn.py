@@ -17,16 +17,14 @@ import argparse
 import csv
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import DOCS, publish  # noqa: E402
+from _report import DOCS, publish, train_run  # noqa: E402
 
 TASKS: dict[str, dict[str, Any]] = {
     "sdp": {"env": "stochastic-decision-process", "hdqn": "sdp-hdqn", "flat": "sdp-dqn", "seeds": 10},
@@ -43,7 +41,7 @@ def train(agent: str, seed: int, args: argparse.Namespace, root: Path) -> dict[s
     task = TASKS[args.task]
     preset = task["flat"] if agent in ("dqn", "sb3-dqn") else task["hdqn"]
     name = f"{agent}-{seed}"
-    cmd = [sys.executable, "-m", "qagent", "train", "--config", preset, "--env", task["env"], "--seed", str(seed)]
+    cmd = ["--config", preset, "--env", task["env"], "--seed", str(seed)]
     cmd += ["--runs-dir", str(root), "--run-name", name, "--no-track", "--no-progress"]
     if agent == "sb3-dqn":
         cmd += ["--agent", "sb3-dqn", "--set", "env.num_envs=1", "--set", "agent.gradient_steps=1"]
@@ -51,15 +49,11 @@ def train(agent: str, seed: int, args: argparse.Namespace, root: Path) -> dict[s
         cmd += ["--set", f"train.max_episodes={SDP_EPISODES}", "--set", f"eval.final_episodes={SDP_EVAL_EPISODES}"]
     else:
         cmd += ["--total-steps", str(args.steps), "--set", f"eval.every={args.eval_every}"]
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"{name} failed:\n{proc.stderr[-3000:]}")
     run = root / name
-    evaluations = [json.loads(line) for line in (run / "evaluations.jsonl").read_text().splitlines()]
+    done = train_run(cmd, run)
+    evaluations, meta = done["evaluations"], done["meta"]
     with open(run / "episodes.csv") as f:
         returns = [float(row["return"]) for row in csv.DictReader(f)]
-    meta = json.loads((run / "run.json").read_text())
     result = {
         "agent": agent,
         "seed": seed,
@@ -73,7 +67,7 @@ def train(agent: str, seed: int, args: argparse.Namespace, root: Path) -> dict[s
         ),
         "evaluations": [(e["step"], round(e["mean"], 3), e.get("success_rate")) for e in evaluations],
         "train_seconds": meta["train_seconds"],
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        "wall_seconds": done["wall_seconds"],
     }
     print(f"{args.task} {name}: {json.dumps({k: v for k, v in result.items() if k != 'evaluations'})}", flush=True)
     if args.results:

@@ -19,15 +19,13 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _report import publish  # noqa: E402
+from _report import publish, train_run  # noqa: E402
 
 ENVS = {
     "cartpole": {"preset": "cartpole-dqn", "threshold": 475.0, "support": (0, 100), "steps": 50_000},
@@ -44,7 +42,7 @@ def run(env: str, variant: str, seed: int, args: argparse.Namespace, root: Path)
     spec = ENVS[env]
     name = f"{env}-{variant}-{seed}"
     cmd = [
-        sys.executable, "-m", "qagent", "train", "--config", spec["preset"], "--agent", variant, "--seed", str(seed),
+        "--config", spec["preset"], "--agent", variant, "--seed", str(seed),
         "--total-steps", str(args.steps or spec["steps"]), "--no-track", "--no-progress",
         "--runs-dir", str(root), "--run-name", name,
         "--set", f"eval.every={args.eval_every}", "--set", "eval.episodes=20", "--set", "eval.final_episodes=100",
@@ -57,13 +55,8 @@ def run(env: str, variant: str, seed: int, args: argparse.Namespace, root: Path)
         cmd += ["--set", f"agent.v_min={low}", "--set", f"agent.v_max={high}"]
     if variant == "qr-dqn":
         cmd += ["--set", f"agent.quantiles={QUANTILES}"]
-    started = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode:
-        raise RuntimeError(f"{name} failed:\n{proc.stderr[-2000:]}")
-    run_dir = root / name
-    evaluations = [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()]
-    meta = json.loads((run_dir / "run.json").read_text())
+    done = train_run(cmd, root / name)
+    evaluations, meta = done["evaluations"], done["meta"]
     reached = next((e["step"] for e in evaluations if not e["final"] and e["mean"] >= spec["threshold"]), None)
     print(f"{name}: final {evaluations[-1]['mean']:.1f}, reached {reached}, {meta['train_seconds']:.0f} s", flush=True)
     result = {
@@ -73,7 +66,7 @@ def run(env: str, variant: str, seed: int, args: argparse.Namespace, root: Path)
         "final_mean": evaluations[-1]["mean"],
         "steps_to_threshold": reached,
         "train_seconds": meta["train_seconds"],
-        "wall_seconds": round(time.perf_counter() - started, 1),
+        "wall_seconds": done["wall_seconds"],
         "evaluations": [(e["step"], round(e["mean"], 1)) for e in evaluations],
         "machine": MACHINE,
     }

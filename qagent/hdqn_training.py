@@ -15,6 +15,7 @@ over the option, terminal when the episode terminated.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -129,42 +130,24 @@ class HierarchicalCollector(Collector):
 
     def collect(self, vector_steps: int, step: int) -> list[Episode]:
         episodes: list[Episode] = []
-        n, agent, cfg, explore = self.num_envs, self.agent, self.config, self.exploration
-        test = agent.test
-        everyone = np.arange(n)
+        n, agent, cfg, test = self.num_envs, self.agent, self.config, self.agent.test
         for k in range(vector_steps):
             now = step + k * n
-            for i in np.flatnonzero(self.goal < 0):
-                x = test.check_input(self._goal_input(i))
-                self.goal[i] = explore.choose_goal(
-                    lambda i=i: agent.policy.meta_q_values(self.obs[i : i + 1])[0], test.valid(x), now
-                )
-                self.option_start[i] = self.obs[i]
-                self.option_return[i] = 0.0
-                self.option_steps[i] = 0
+            self._start_options(now)
             controller_obs = agent.controller_obs(self.obs, self.goal)
-            epsilons = np.array([explore.controller_epsilon(now, int(g)) for g in self.goal])
-            random_pick = explore.rng.random(n) < epsilons
-            actions = explore.rng.integers(0, self.n_actions, size=n)
-            if not random_pick.all():
-                greedy = agent.controller.policy.q_values(controller_obs).argmax(axis=1)
-                actions = np.where(random_pick, actions, greedy)
+            actions = self._actions(controller_obs, now)
             next_obs, reward, terminated, truncated, info = self.envs.step(actions)
             for i in range(n):
                 self.actions[i].append(int(actions[i]))
             x_next = self.goal_inputs(next_obs)
             reached = np.array([test.reached(test.check_input(x_next[i]))[self.goal[i]] for i in range(n)])
-            intrinsic = cfg.intrinsic_reward * reached - cfg.step_penalty
+            intrinsic = cfg.intrinsic_reward * reached - cfg.step_penalty  # the internal critic
             self.option_steps += 1
             self.option_return += reward
             self.intrinsic_return += intrinsic
             if self.visits is not None:
-                self.visits[everyone, np.asarray(next_obs, dtype=np.int64)] += 1
-            timed_out = (
-                self.option_steps >= cfg.max_option_steps
-                if cfg.max_option_steps is not None
-                else np.zeros(n, dtype=bool)
-            )
+                self.visits[np.arange(n), np.asarray(next_obs, dtype=np.int64)] += 1
+            timed_out = self.option_steps >= (cfg.max_option_steps or np.iinfo(np.int64).max)
             option_terminal = reached | terminated
             self.memories.controller.add(
                 controller_obs,
@@ -174,38 +157,77 @@ class HierarchicalCollector(Collector):
                 option_terminal,
                 (truncated | timed_out) & ~option_terminal,
             )
-            over = np.flatnonzero(option_terminal | truncated | timed_out)
-            if len(over):
-                self.memories.meta.add(
-                    self.option_start[over],
-                    self.goal[over],
-                    self.option_return[over],
-                    next_obs[over],
-                    terminated[over],
-                    truncated[over] & ~terminated[over],
-                    envs=over,
-                )
-                for i in over:
-                    explore.stats.record(int(self.goal[i]), bool(reached[i]))
-                    self.options_ended.append((int(self.goal[i]), bool(reached[i])))
-                self.goal[over] = -1
+            self._end_options(
+                np.flatnonzero(option_terminal | truncated | timed_out), next_obs, reached, terminated, truncated
+            )
             done = terminated | truncated
             if done.any():
-                finished = done & info.get("_episode", np.zeros(n, dtype=bool))
-                stats = info.get("episode")
-                for i in np.flatnonzero(finished):
-                    episodes.append(Episode(now + n, float(stats["r"][i]), int(stats["l"][i])))
-                    record: dict[str, Any] = {"step": now + n, "intrinsic_return": float(self.intrinsic_return[i])}
-                    if self.visits is not None:
-                        record["visits"] = self.visits[i].copy()
-                    self.finished.append(record)
-                self.intrinsic_return[done] = 0.0
-                next_obs = self._reset(done, finished, next_obs)
-                if self.visits is not None:
-                    self.visits[done] = 0.0
-                    self.visits[np.flatnonzero(done), np.asarray(next_obs, dtype=np.int64)[done]] += 1
+                next_obs = self._end_episodes(done, info, next_obs, now + n, episodes)
             self.obs = next_obs
         return episodes
+
+    def _start_options(self, now: int) -> None:
+        """A goal for every env without one (epsilon_2-greedy over the valid goals)."""
+        test = self.agent.test
+        for i in np.flatnonzero(self.goal < 0):
+            x = test.check_input(self._goal_input(i))
+            self.goal[i] = self.exploration.choose_goal(partial(self._meta_q, i), test.valid(x), now)
+            self.option_start[i] = self.obs[i]
+            self.option_return[i] = 0.0
+            self.option_steps[i] = 0
+
+    def _meta_q(self, i: int) -> np.ndarray:
+        return self.agent.policy.meta_q_values(self.obs[i : i + 1])[0]
+
+    def _actions(self, controller_obs: np.ndarray, now: int) -> np.ndarray:
+        """epsilon_1-greedy actions of the controller (epsilon per env's goal)."""
+        explore, n = self.exploration, self.num_envs
+        epsilons = np.array([explore.controller_epsilon(now, int(g)) for g in self.goal])
+        random_pick = explore.rng.random(n) < epsilons
+        actions = explore.rng.integers(0, self.n_actions, size=n)
+        if not random_pick.all():
+            greedy = self.agent.controller.policy.q_values(controller_obs).argmax(axis=1)
+            actions = np.where(random_pick, actions, greedy)
+        return actions
+
+    def _end_options(
+        self, over: np.ndarray, next_obs: np.ndarray, reached: np.ndarray, terminated: np.ndarray, truncated: np.ndarray
+    ) -> None:
+        """D2 gets ``(s0, g, F, s_end)`` for every option that ended; its goal's record its outcome."""
+        if not len(over):
+            return
+        self.memories.meta.add(
+            self.option_start[over],
+            self.goal[over],
+            self.option_return[over],
+            next_obs[over],
+            terminated[over],
+            truncated[over] & ~terminated[over],
+            envs=over,
+        )
+        for i in over:
+            self.exploration.stats.record(int(self.goal[i]), bool(reached[i]))
+            self.options_ended.append((int(self.goal[i]), bool(reached[i])))
+        self.goal[over] = -1
+
+    def _end_episodes(
+        self, done: np.ndarray, info: dict[str, Any], next_obs: np.ndarray, step: int, episodes: list[Episode]
+    ) -> np.ndarray:
+        """Record finished games (return, intrinsic return, state visits) and reset the envs that ended."""
+        finished = done & info.get("_episode", np.zeros(self.num_envs, dtype=bool))
+        for i in np.flatnonzero(finished):
+            stats = info["episode"]
+            episodes.append(Episode(step, float(stats["r"][i]), int(stats["l"][i])))
+            record: dict[str, Any] = {"step": step, "intrinsic_return": float(self.intrinsic_return[i])}
+            if self.visits is not None:
+                record["visits"] = self.visits[i].copy()
+            self.finished.append(record)
+        self.intrinsic_return[finished] = 0.0
+        next_obs = self._reset(done, finished, next_obs)
+        if self.visits is not None:
+            self.visits[finished] = 0.0
+            self.visits[np.flatnonzero(done), np.asarray(next_obs, dtype=np.int64)[done]] += 1
+        return next_obs
 
     def _goal_input(self, i: int) -> np.ndarray:
         return self.agent.goal_space.goal_input(self.envs.envs[i], self.obs[i])
@@ -224,7 +246,7 @@ class HierarchicalCollector(Collector):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         super().load_state_dict(state)
         self.goal[:] = state["goal"]
-        self.option_start = np.array(state["option_start"], dtype=self.option_start.dtype)
+        self.option_start = np.asarray(state["option_start"]).astype(self.option_start.dtype)
         self.option_return[:] = state["option_return"]
         self.option_steps[:] = state["option_steps"]
         self.intrinsic_return[:] = state["intrinsic_return"]

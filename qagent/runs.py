@@ -118,13 +118,16 @@ class RunDir:
         return found[-1][1] if found else None
 
     def prune(self, keep: int) -> None:
-        """Delete all but the newest ``keep`` checkpoints, and every buffer but the newest."""
+        """Delete all but the newest ``keep`` checkpoints, and every buffer file but the newest step's
+        (an agent with two memories writes two files per step)."""
         found = self.checkpoints()
         for _, path in found[:-keep] if keep > 0 else []:
             path.unlink(missing_ok=True)
-        buffers = sorted(self.checkpoint_dir.glob("buffer-*.npz"))
-        for path in buffers[:-1]:
-            path.unlink(missing_ok=True)
+        buffers = [(int(path.name[7:17]), path) for path in self.checkpoint_dir.glob("buffer-*.npz")]
+        newest = max((step for step, _ in buffers), default=None)
+        for step, path in buffers:
+            if step != newest:
+                path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ records
 

@@ -426,7 +426,7 @@ def test_the_docs_goal_space_example_works_on_real_taxi_states(tmp_path):
 
     plugin = ROOT / "examples" / "plugins" / "taxi_goals.py"
     load_plugins([str(plugin)], ambient=False)
-    env = gym.make("Taxi-v3")
+    env = gym.make("Taxi-v4")
     space = GOAL_SPACES.get("taxi-stands")(env.observation_space)
     obs, _ = env.reset(seed=0)
     row, col, passenger, _ = env.unwrapped.decode(obs)
@@ -440,7 +440,7 @@ def test_the_docs_goal_space_example_works_on_real_taxi_states(tmp_path):
         "--plugin",
         str(plugin),
         "--env",
-        "Taxi-v3",
+        "Taxi-v4",
         "--agent",
         "hdqn",
         "--set",
@@ -466,3 +466,65 @@ def test_the_docs_goal_space_example_works_on_real_taxi_states(tmp_path):
     )
     assert train.returncode == 0, train.stderr
     assert "taxi-stands" in (tmp_path / "runs/taxi/config.yaml").read_text()
+
+
+def test_montezuma_ram_goals_on_real_ale_states():
+    from qagent.envs.goals import MontezumaRamGoals
+
+    config = resolve_config({}, ["env.id=ALE/MontezumaRevenge-v5", "env.atari.observation=ram"])
+    env = make_env(config.env, training=False)
+    space = MontezumaRamGoals(env.observation_space)
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (128,) and obs.dtype == np.uint8
+    x = space.goal_input(env, obs)
+    assert x.tolist() == obs.tolist() and not space.test.reached(x).any()  # the RAM; nothing reached at the start
+    door = space.goals.index("left-door")
+    assert not space.test.valid(x)[door]  # no key, no door
+    ale = env.unwrapped.ale
+    start = ale.cloneState()
+
+    def place(x_ram: int, y_ram: int, steps: int = 2) -> tuple[np.ndarray, float]:
+        ale.restoreState(start)
+        ale.setRAM(42, x_ram)
+        ale.setRAM(43, y_ram)
+        total = 0.0
+        for _ in range(steps):
+            obs, reward, *_ = env.step(0)
+            total += reward
+        return space.goal_input(env, obs), total
+
+    x, reward = place(13, 195)  # where the key hangs: touching it picks it up for +100
+    assert reward == 100 and space.test.reached(x)[space.goals.index("key")]
+    assert space.test.valid(x)[door]  # with the key, the doors may be chosen
+    x, _ = place(133, 148)
+    assert space.test.reached(x).tolist() == [g == "lower-right-ladder" for g in space.goals]
+    x, _ = place(109, 210)
+    assert space.test.reached(x)[space.goals.index("rope")]
+    env.close()
+
+
+def test_hdqn_resumes_exactly(workdir):
+    import torch
+
+    from qagent.checkpoint import load_checkpoint
+    from qagent.config import load_config
+    from qagent.training import resume_training
+
+    sets = [
+        "tracking.enabled=false",
+        "train.save_buffer=true",
+        "eval.every=null",
+        "eval.final_episodes=5",
+        "agent.controller.learning_starts=200",
+        "agent.meta.learning_starts=200",
+        "agent.max_option_steps=4",
+    ]
+    straight = start_training(load_config("sdp-hdqn", [*sets, "train.total_steps=1500"]), run_name="a", progress=False)
+    start_training(load_config("sdp-hdqn", [*sets, "train.total_steps=700"]), run_name="b", progress=False)
+    resumed = resume_training("runs/b", ["train.total_steps=1500"], progress=False)
+    a, b = load_checkpoint(straight.checkpoint), load_checkpoint(resumed.checkpoint)
+    for level in ("controller", "meta"):
+        for key, value in a["agent"][level]["q_net"].items():
+            assert torch.equal(value, b["agent"][level]["q_net"][key]), f"{level}.{key}"
+    assert a["exploration"]["stats"] == b["exploration"]["stats"]
+    assert (workdir / "runs/a/episodes.csv").read_text() == (workdir / "runs/b/episodes.csv").read_text()

@@ -1,8 +1,8 @@
-"""A goal space for gymnasium's Taxi-v3: drive to one of the four stands, or pick the passenger up.
+"""A goal space for gymnasium's Taxi-v4: drive to one of the four stands, or pick the passenger up.
 
 Load it with ``--plugin examples/plugins/taxi_goals.py`` and train h-DQN on Taxi::
 
-    qagent train --plugin examples/plugins/taxi_goals.py --env Taxi-v3 --agent hdqn \
+    qagent train --plugin examples/plugins/taxi_goals.py --env Taxi-v4 --agent hdqn \
         --set agent.goal_space=taxi-stands
 """
 

@@ -78,16 +78,22 @@ class DQNConfig(AgentConfig):
     """Constrain the torso's layers to spectral norm 1 (a Lipschitz bound on the features)."""
 
     def check(self, run: Any) -> None:
-        if self.batch_size > run.replay.capacity:
+        self.check_learner(run.replay.capacity, run.train.total_steps)
+
+    def check_learner(
+        self, capacity: int, total_steps: int, prefix: str = "agent", replay_section: str = "replay"
+    ) -> None:
+        """Batches fit the replay memory and learning starts within the run (keys named with ``prefix``)."""
+        if self.batch_size > capacity:
             raise ConfigError(
-                f"agent.batch_size ({self.batch_size}) is larger than replay.capacity ({run.replay.capacity})",
-                hint=f"use agent.batch_size={run.replay.capacity} or less, or a larger replay.capacity",
+                f"{prefix}.batch_size ({self.batch_size}) is larger than {replay_section}.capacity ({capacity})",
+                hint=f"use {prefix}.batch_size={capacity} or less, or a larger {replay_section}.capacity",
             )
-        if self.learning_starts >= run.train.total_steps:
+        if self.learning_starts >= total_steps:
             raise ConfigError(
-                f"agent.learning_starts ({self.learning_starts}) is not below train.total_steps "
-                f"({run.train.total_steps}), so the agent would never learn",
-                hint="lower agent.learning_starts or raise train.total_steps",
+                f"{prefix}.learning_starts ({self.learning_starts}) is not below train.total_steps "
+                f"({total_steps}), so the agent would never learn",
+                hint=f"lower {prefix}.learning_starts or raise train.total_steps",
             )
 
 

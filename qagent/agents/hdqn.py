@@ -102,15 +102,9 @@ class HDQNConfig(AgentConfig):
     def check(self, run: Any) -> None:
         if self.goal_space not in GOAL_SPACES:
             GOAL_SPACES.get(self.goal_space)  # raises with close matches
-        for level, memory, section in (
-            (self.controller, run.replay, "replay"),
-            (self.meta, self.meta_replay, "agent.meta_replay"),
-        ):
-            if level.batch_size > memory.capacity:
-                raise ConfigError(
-                    f"a batch of {level.batch_size} is larger than {section}.capacity ({memory.capacity})",
-                    hint=f"lower the level's batch_size or raise {section}.capacity",
-                )
+        total = run.train.total_steps
+        self.controller.check_learner(run.replay.capacity, total, "agent.controller", "replay")
+        self.meta.check_learner(self.meta_replay.capacity, total, "agent.meta", "agent.meta_replay")
         if self.pretrain_steps >= run.train.total_steps:
             raise ConfigError(
                 f"agent.pretrain_steps ({self.pretrain_steps}) leaves no joint training in train.total_steps "

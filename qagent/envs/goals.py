@@ -63,6 +63,15 @@ class GoalSpace:
             "requires": [[list(c) for c in clauses] for clauses in self.requires],
         }
 
+    @staticmethod
+    def pick(requested: list[str] | None, known: Any, game: str) -> list[str]:
+        """The goals a config asks for (``goals: [...]``), all of ``known`` by default; unknown names are errors."""
+        goals = list(requested or known)
+        unknown = [g for g in goals if g not in known]
+        if unknown:
+            raise ConfigError(f"unknown {game} goal {unknown[0]!r}", hint=f"choose from {', '.join(known)}")
+        return goals
+
     @cached_property
     def test(self) -> GoalTest:
         return GoalTest(self.describe(type(self).__name__))
@@ -112,10 +121,7 @@ class MiniGridObjectGoals(GoalSpace):
 
     def __init__(self, observation_space: gym.Space, goals: list[str] | None = None) -> None:
         super().__init__(observation_space)
-        self.goals = list(goals or self.ALL)
-        unknown = [g for g in self.goals if g not in self.ALL]
-        if unknown:
-            raise ConfigError(f"unknown MiniGrid goal {unknown[0]!r}", hint=f"choose from {', '.join(self.ALL)}")
+        self.goals = self.pick(goals, self.ALL, "MiniGrid")
         self.reached_when = [[(self.ALL[g], 1, 1)] for g in self.goals]
 
     def goal_input(self, env: gym.Env, obs: Any) -> np.ndarray:
@@ -159,10 +165,7 @@ class MontezumaRamGoals(GoalSpace):
 
     def __init__(self, observation_space: gym.Space, goals: list[str] | None = None) -> None:
         super().__init__(observation_space)
-        self.goals = list(goals or self.ENTITIES)
-        unknown = [g for g in self.goals if g not in self.ENTITIES]
-        if unknown:
-            raise ConfigError(f"unknown Montezuma goal {unknown[0]!r}", hint=f"choose from {', '.join(self.ENTITIES)}")
+        self.goals = self.pick(goals, self.ENTITIES, "Montezuma")
         self.reached_when = [self.ENTITIES[g] for g in self.goals]
         self.requires = [[HAS_KEY] if g in self.NEEDS_KEY else [] for g in self.goals]
 
