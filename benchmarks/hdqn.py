@@ -4,11 +4,12 @@
 (10 seeds) and reports the training average over the last 1,000 episodes (paper: about 0.13
 for h-DQN, 0.01 for Q-learning) and a 5,000-episode greedy evaluation at the end (the optimum
 is 0.208). ``--task doorkey-5x5`` / ``doorkey-6x6`` trains ``doorkey-hdqn`` and
-``doorkey-dqn`` (and ``sb3-dqn`` with ``--baselines dqn sb3-dqn``) and reports the greedy
+``doorkey-dqn`` (and Stable-Baselines3's DQN with ``--agents hdqn dqn sb3-dqn``) and reports the greedy
 success rate every ``--eval-every`` steps and the first step at which it reaches 95%.
 
     python benchmarks/hdqn.py --task sdp --jobs 2
-    python benchmarks/hdqn.py --task doorkey-5x5 --seeds 0 1 2 --steps 300000
+    python benchmarks/hdqn.py --task doorkey-5x5 --steps 200000 --results runs.jsonl
+    python benchmarks/hdqn.py --task doorkey-5x5 --from-results runs.jsonl   # the table from saved results
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--task", choices=list(TASKS), default="sdp")
     parser.add_argument("--seeds", type=int, nargs="+", help="default: 0-9 for sdp, 0-2 for DoorKey")
-    parser.add_argument("--baselines", nargs="+", default=["dqn"], choices=["dqn", "sb3-dqn"])
+    parser.add_argument("--agents", nargs="+", default=["hdqn", "dqn"], choices=["hdqn", "dqn", "sb3-dqn"])
     parser.add_argument("--steps", type=int, default=1_000_000, help="env steps per DoorKey run")
     parser.add_argument("--eval-every", type=int, default=20_000)
     parser.add_argument("--jobs", type=int, default=2)
@@ -175,7 +176,7 @@ def main() -> None:
         lines = [json.loads(line) for path in args.from_results for line in Path(path).read_text().splitlines()]
         results = [r for r in lines if r.get("task") == args.task]
     else:
-        jobs = [(agent, seed) for agent in ["hdqn", *args.baselines] for seed in seeds]
+        jobs = [(agent, seed) for agent in args.agents for seed in seeds]
         with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
             results = list(pool.map(lambda job: train(*job, args, Path(tmp)), jobs))
 

@@ -308,6 +308,17 @@ class HDQNTrainer(Trainer):
                 window.add(result.loss, result.q_mean)
         return episodes
 
+    def _finish(self, interrupted: bool, start_step: int, train_seconds: float) -> Any:
+        """As for DQN, and each goal's choices and recent success rate into run.json."""
+        stats = self.exploration.stats
+        self.run.update_meta(
+            goals={
+                name: {"chosen": int(stats.chosen[g]), "success_rate": stats.success_rate(g)}
+                for g, name in enumerate(self.agent.goals)
+            }
+        )
+        return super()._finish(interrupted, start_step, train_seconds)
+
     def _record_episodes(self, episodes: list[Episode]) -> None:
         super()._record_episodes(episodes)
         collector: HierarchicalCollector = self.collector  # type: ignore[assignment]

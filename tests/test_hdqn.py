@@ -121,6 +121,23 @@ def test_goal_stats_drive_the_per_goal_epsilon():
     stats.record(1, False)
     assert stats.epsilon(1, floor=0.1) == 1.0
 
+    config = resolve_config(
+        {},
+        [
+            "agent.name=hdqn",
+            "env.id=stochastic-decision-process",
+            "agent.controller_epsilon=success-rate",
+            "agent.success_window=4",
+        ],
+    ).agent
+    explore = HDQNExploration(config, n_goals=2, n_actions=2, seed=0)
+    for reached in (True, False, False, False):
+        explore.stats.record(0, reached)
+    assert explore.controller_epsilon(10**6, goal=0) == pytest.approx(0.75)  # the goal's own rate, not the step
+    assert explore.controller_epsilon(0, goal=1) == 1.0
+    annealed = HDQNExploration(resolve_config({}, ["agent.name=hdqn"]).agent, 2, 2, seed=0)
+    assert annealed.controller_epsilon(10**6, goal=0) == pytest.approx(0.1)  # one schedule for every goal
+
 
 class Chain(gym.Env):
     """Five states in a row; every step pays 0.1 * the state it lands in; state 4 is terminal."""
@@ -233,6 +250,10 @@ def test_hdqn_config_errors(workdir):
         build_agent(resolve_config({}, ["agent.name=hdqn"]), gym.spaces.Box(-1, 1, (4,)), gym.spaces.Discrete(2))
     with pytest.raises(ConfigError, match="exploration section does not apply"):
         resolve_config({}, ["agent.name=hdqn", "env.id=stochastic-decision-process", "exploration.name=boltzmann"])
+    with pytest.raises(ConfigError, match="agent.meta.name must be 'dqn'"):
+        resolve_config({}, ["agent.name=hdqn", "agent.meta.name=c51"])
+    with pytest.raises(ConfigError, match=r"agent.meta.batch_size \(64\) is larger than agent.meta_replay.capacity"):
+        resolve_config({}, ["agent.name=hdqn", "agent.meta.batch_size=64", "agent.meta_replay.capacity=50"])
     with pytest.raises(Exception, match="did you mean 'state-index'"):
         resolve_config({}, ["agent.name=hdqn", "agent.goal_space=state-indx"])
 
@@ -305,6 +326,9 @@ def test_hdqn_learns_to_visit_s6(sdp_run):
     # thousand episodes, where flat DQN has no reason to ever go there.
     assert result.last_eval["mean"] > 0.12
     assert result.episodes == 2500
+    goals = json.loads((result.run_dir / "run.json").read_text())["goals"]
+    assert set(goals) == {f"s{i}" for i in range(1, 7)} and goals["s6"]["chosen"] > 0
+    assert 0 < goals["s1"]["success_rate"] <= 1
 
 
 def test_exported_hierarchy_matches_the_checkpoint(sdp_run):

@@ -102,6 +102,12 @@ class HDQNConfig(AgentConfig):
     def check(self, run: Any) -> None:
         if self.goal_space not in GOAL_SPACES:
             GOAL_SPACES.get(self.goal_space)  # raises with close matches
+        for key, level in (("controller", self.controller), ("meta", self.meta)):
+            if level.name != "dqn":
+                raise ConfigError(
+                    f"agent.{key}.name must be 'dqn': each level is a DQN learner, configured by its options",
+                    hint=f"set agent.{key}.double / dueling / noisy; PER and n-step live in the replay configs",
+                )
         total = run.train.total_steps
         self.controller.check_learner(run.replay.capacity, total, "agent.controller", "replay")
         self.meta.check_learner(self.meta_replay.capacity, total, "agent.meta", "agent.meta_replay")
