@@ -60,6 +60,18 @@ def run_qagent(
     )
 
 
+def train_and_export(tmp_path: Path, args: list[str], total_steps: int, name: str) -> Path:
+    """Train through the CLI as ``runs/NAME`` and export it to ``NAME.onnx`` (both must succeed)."""
+    train = run_qagent(
+        "train", *args, "--total-steps", str(total_steps), "--no-track", "--run-name", name, cwd=tmp_path
+    )
+    assert train.returncode == 0, train.stderr
+    exported = run_qagent("export", f"runs/{name}", "-o", f"{name}.onnx", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    assert "FAIL" not in exported.stdout and "256/256" in exported.stdout
+    return tmp_path / f"{name}.onnx"
+
+
 # Settings that make a CartPole run finish in seconds (TINY_LOOP leaves exploration alone).
 TINY_LOOP = (
     "--set",

@@ -9,7 +9,7 @@ import threading
 import gymnasium as gym
 import numpy as np
 import pytest
-from conftest import run_qagent
+from conftest import run_qagent, train_and_export
 
 from qagent.agents.hdqn import GoalStats
 from qagent.components import build_agent, make_replay
@@ -421,11 +421,7 @@ def test_minigrid_hierarchy_trains_exports_and_needs_client_goal_inputs(tmp_path
         "--set",
         "eval.final_episodes=2",
     ]
-    train = run_qagent("train", *args, "--total-steps", "400", "--no-track", "--run-name", "mg", cwd=tmp_path)
-    assert train.returncode == 0, train.stderr
-    exported = run_qagent("export", "runs/mg", "-o", "mg.onnx", cwd=tmp_path)
-    assert exported.returncode == 0, exported.stderr
-    policy = Policy.load(tmp_path / "mg.onnx")
+    policy = Policy.load(train_and_export(tmp_path, args, 400, "mg"))
     assert policy.metadata["hierarchy"]["goal_space"]["input"] == "client"
     env = make_env(resolve_config({}, ["env.id=MiniGrid-DoorKey-5x5-v0"]).env, training=False)
     obs, _ = env.reset(seed=0)

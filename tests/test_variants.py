@@ -9,7 +9,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import EXAMPLE_PLUGIN, TINY_LOOP, run_qagent
+from conftest import EXAMPLE_PLUGIN, TINY_LOOP, run_qagent, train_and_export
 
 from qagent.evaluation import evaluate_policy_file
 from qagent.plugins.discovery import load_builtins
@@ -42,14 +42,10 @@ def test_every_agent_trains_exports_and_serves(tmp_path, agent):
         "--set",
         "replay.capacity=5000",
     ]
-    train = run_qagent("train", *args, "--total-steps", "800", "--no-track", "--run-name", "run", cwd=tmp_path)
-    assert train.returncode == 0, train.stderr
-    exported = run_qagent("export", "runs/run", "-o", "policy.onnx", cwd=tmp_path)
-    assert exported.returncode == 0, exported.stderr
-    assert "FAIL" not in exported.stdout and "256/256" in exported.stdout
-    policy = Policy.load(tmp_path / "policy.onnx")
+    path = train_and_export(tmp_path, args, 800, "run")
+    policy = Policy.load(path)
     assert policy.metadata["agent"] == agent and policy.q_values(np.zeros(4)).shape == (2,)
-    result = evaluate_policy_file(tmp_path / "policy.onnx", episodes=3, seed=0)
+    result = evaluate_policy_file(path, episodes=3, seed=0)
     checkpoint_eval = run_qagent("eval", "runs/run", "-n", "3", cwd=tmp_path)
     assert checkpoint_eval.returncode == 0
     assert json.loads((tmp_path / "runs/run/eval.json").read_text())["returns"] == result.returns
