@@ -197,7 +197,7 @@ class HierarchicalPolicy:
         """``float32[batch, n_actions]`` for each observation pursuing its goal."""
         return self.agent.controller.policy.q_values(self.agent.controller_obs(obs, goals))
 
-    def actor(self, epsilon: float = 0.0) -> HierarchicalActor:
+    def actor(self) -> HierarchicalActor:
         """An evaluation actor: greedy goals, goals kept until reached (see :class:`GoalKeeper`)."""
         a = self.agent
         return HierarchicalActor(
@@ -232,7 +232,6 @@ class HierarchicalActor:
         self.test = test
         self.max_option_steps = max_option_steps
         self.keepers: list[GoalKeeper] = []
-        self.goal_counts = np.zeros(test.n_goals, dtype=np.int64)
 
     def reset(self, mask: np.ndarray) -> None:
         if len(self.keepers) != len(mask):
@@ -245,8 +244,7 @@ class HierarchicalActor:
         goals = np.zeros(len(obs), dtype=np.int64)
         for i, keeper in enumerate(self.keepers):
             x = self.goal_space.goal_input(envs[i], obs[i])
-            goals[i], chosen = keeper.step(x, lambda i=i: self.meta_q(obs[i : i + 1])[0])
-            self.goal_counts[goals[i]] += chosen
+            goals[i] = keeper.step(x, lambda i=i: self.meta_q(obs[i : i + 1])[0])[0]
         return goals
 
     def __call__(self, obs: np.ndarray, envs: list[gym.Env]) -> np.ndarray:
