@@ -129,7 +129,8 @@ def doorkey_table(results: list[dict[str, Any]], args: argparse.Namespace) -> li
         finals = [r["final_success"] for r in runs]
         rows.append(
             f"| {agent} | {first} | {statistics.mean(finals):.0%} ({min(finals):.0%}–{max(finals):.0%}) "
-            f"| {runs[0]['steps']:,} | {statistics.mean(r['train_seconds'] for r in runs):.0f} |"
+            f"| {' / '.join(f'{n:,}' for n in sorted({r['steps'] for r in runs}))} "
+            f"| {statistics.mean(r['train_seconds'] for r in runs):.0f} |"
         )
     steps = sorted({e[0] for r in results for e in r["evaluations"]})
     curve_rows = []
