@@ -151,7 +151,7 @@ def doorkey_table(results: list[dict[str, Any]], args: argparse.Namespace) -> li
         "|---|---:|---:|---:|---:|",
         *rows,
         "",
-        "<details><summary>Success curve (mean over seeds)</summary>",
+        "<details><summary>Success curve (mean over the seeds evaluated at each step)</summary>",
         "",
         "| env steps | " + " | ".join(agents) + " |",
         "|---:|" + "---:|" * len(agents),
