@@ -85,10 +85,13 @@ class GreedyActor:
 
 
 def as_actor(policy: Any) -> Actor:
-    """A policy's own actor (stateful policies such as h-DQN), else greedy on its Q-values (or a Q function)."""
+    """An actor for ``policy``: itself if it is one, its own actor (stateful policies such as h-DQN),
+    else greedy on its Q-values; ``policy`` may also be a bare Q-value function."""
+    if hasattr(policy, "reset"):
+        return policy
     if hasattr(policy, "actor"):
         return policy.actor()
-    return GreedyActor(policy if callable(policy) and not hasattr(policy, "q_values") else policy.q_values)
+    return GreedyActor(getattr(policy, "q_values", policy))
 
 
 class SessionActor:
@@ -133,7 +136,7 @@ class Evaluator:
 
         :param policy: an :class:`Actor`, a policy (see :func:`as_actor`) or a Q-value function.
         """
-        actor = policy if hasattr(policy, "reset") else as_actor(policy)
+        actor = as_actor(policy)
         k = min(self.num_envs, episodes)
         if self._envs is None or self._envs.num_envs != k:
             self.close()

@@ -50,7 +50,7 @@ def record_video(
         import imageio.v2 as imageio
     except ImportError:
         raise ConfigError("videos need imageio", hint="pip install 'qagent[video]'") from None
-    actor = policy if hasattr(policy, "reset") else as_actor(policy)
+    actor = as_actor(policy)
     env = make_env(env_config, training=False, render_mode="rgb_array")
     rng = np.random.default_rng(seed)
     n_actions = int(env.action_space.n)

@@ -254,6 +254,16 @@ def test_hdqn_config_errors(workdir):
         resolve_config({}, ["agent.name=hdqn", "agent.meta.name=c51"])
     with pytest.raises(ConfigError, match=r"agent.meta.batch_size \(64\) is larger than agent.meta_replay.capacity"):
         resolve_config({}, ["agent.name=hdqn", "agent.meta.batch_size=64", "agent.meta_replay.capacity=50"])
+    with pytest.raises(ConfigError, match="leaves no joint training"):
+        resolve_config({}, ["agent.name=hdqn", "agent.pretrain_steps=50000", "train.total_steps=50000"])
+    with pytest.raises(ConfigError, match="unknown MiniGrid goal 'box'"):
+        MiniGridObjectGoals(gym.spaces.Discrete(3), goals=["key", "box"])
+    config = resolve_config(
+        {}, ["agent.name=hdqn", "env.id=stochastic-decision-process", "train.async_collection=true"]
+    )
+    with pytest.raises(ConfigError, match="h-DQN collects serially"):
+        start_training(config, run_name="async", progress=False)
+    assert not (workdir / "runs" / "async").exists()  # nothing ran: no run directory left behind
     with pytest.raises(Exception, match="did you mean 'state-index'"):
         resolve_config({}, ["agent.name=hdqn", "agent.goal_space=state-indx"])
 

@@ -153,3 +153,12 @@ def test_async_collection_trains_checkpoints_and_resumes(workdir):
     with pytest.warns(UserWarning, match="holds no replay buffer"):
         resumed = resume_training(result.run_dir, ["train.total_steps=2000"], progress=False)
     assert resumed.step == 2000
+
+
+def test_max_episodes_stops_training_and_refuses_a_resume_past_it(workdir):
+    result = start_training(
+        tiny_config("train.total_steps=5000", "train.max_episodes=4"), run_name="ep", progress=False
+    )
+    assert result.episodes == 4 and result.step < 5000 and not result.interrupted
+    with pytest.raises(CheckpointError, match="already reached train.max_episodes"):
+        resume_training("runs/ep", [], progress=False)

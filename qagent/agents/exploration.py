@@ -135,12 +135,10 @@ class EpsilonGreedy(ExplorationStrategy):
 
     def __init__(self, config: Config, n_actions: int, total_steps: int, seed: int = 0) -> None:
         super().__init__(config, n_actions, total_steps, seed)
-        self.duration = config.decay_steps or int(config.fraction * total_steps)
-        self.schedule = SCHEDULES[config.schedule]
+        self.duration = decay_length(config, total_steps)
 
     def epsilon(self, step: int) -> float:
-        c = self.config
-        return self.schedule(step, c.start, c.end, self.duration)
+        return annealed(self.config, step, self.duration)
 
     def select(self, q: ActionValues, step: int) -> np.ndarray:
         n = len(q)

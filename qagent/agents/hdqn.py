@@ -147,7 +147,7 @@ class HDQNAgent:
         self.action_space = action_space
         self.goal_space: GoalSpace = GOAL_SPACES.get(config.goal_space)(observation_space, **config.goal_space_kwargs)
         self.goal_description = {**self.goal_space.describe(config.goal_space), "kwargs": config.goal_space_kwargs}
-        self.test = GoalTest(self.goal_description)
+        self.test = self.goal_space.test
         self.goals = self.test.goals
         self.n_goals = self.test.n_goals
         try:
