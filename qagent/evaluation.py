@@ -97,6 +97,9 @@ def as_actor(policy: Any) -> Actor:
 class SessionActor:
     """Acts through a served policy's sessions, one per env: how an exported h-DQN is evaluated.
 
+    The envs stack frames themselves; a session stacks them again from the newest frame of
+    each observation, as it would for a client sending one frame per step.
+
     :param goal_input: reads an env's goal input (the goal space's), for hierarchical policies.
     """
 
@@ -113,9 +116,10 @@ class SessionActor:
 
     def __call__(self, obs: np.ndarray, envs: list[gym.Env]) -> np.ndarray:
         actions = np.zeros(len(obs), dtype=np.int64)
+        frames = obs[:, -1] if self.policy.frame_stack else obs
         for i, session in enumerate(self.sessions):
             goal_input = None if self.goal_input is None else self.goal_input(envs[i], obs[i])
-            actions[i] = session.step(obs[i], goal_input)[0]
+            actions[i] = session.step(frames[i], goal_input)[0]
         return actions
 
 

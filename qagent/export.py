@@ -99,10 +99,14 @@ def exportable(agent: Any) -> Exportable:
     def make_inputs(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return obs, agent.controller_obs(obs, rng.integers(0, agent.n_goals, size=len(obs)))
 
-    width = agent.controller_space.shape[0]
+    encoding = agent.encoding
     metadata = {
-        "hierarchy": {"goal_space": agent.goal_description, "max_option_steps": agent.config.max_option_steps},
-        "inputs": {"controller_obs": {"dtype": "float32", "shape": [-1, width]}},
+        "hierarchy": {
+            "goal_space": agent.goal_description,
+            "goal_encoding": encoding.describe(),
+            "max_option_steps": agent.config.max_option_steps,
+        },
+        "inputs": {"controller_obs": {"dtype": encoding.dtype.name, "shape": [-1, *encoding.shape]}},
         "outputs": {"meta_q_values": {"dtype": "float32", "shape": [-1, agent.n_goals]}},
     }
     module = HierarchicalModule(agent.meta.q_net, agent.controller.q_net).eval()

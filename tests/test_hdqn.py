@@ -23,7 +23,7 @@ from qagent.export import export_checkpoint
 from qagent.hdqn_training import HDQNExploration, HierarchicalCollector, Memories
 from qagent.plugins.registries import register_env
 from qagent.serve import InputError, Policy
-from qagent.serve.goals import GoalKeeper, GoalTest
+from qagent.serve.goals import GoalEncoding, GoalKeeper, GoalTest
 from qagent.serve.http import PolicyServer, ServerOptions
 from qagent.training import start_training
 
@@ -266,6 +266,36 @@ def test_hdqn_config_errors(workdir):
     assert not (workdir / "runs" / "async").exists()  # nothing ran: no run directory left behind
     with pytest.raises(Exception, match="did you mean 'state-index'"):
         resolve_config({}, ["agent.name=hdqn", "agent.goal_space=state-indx"])
+    sdp = resolve_config({}, ["agent.name=hdqn", "env.id=stochastic-decision-process", "agent.goal_encoding=planes"])
+    with pytest.raises(ConfigError, match="draws goals into image observations"):
+        build_agent(sdp, gym.spaces.Discrete(6), gym.spaces.Discrete(2))
+    mask = resolve_config({}, ["agent.name=hdqn", "agent.goal_space=minigrid-objects", "agent.goal_encoding=mask"])
+    with pytest.raises(ConfigError, match="needs a rectangle per goal") as caught:
+        build_agent(mask, gym.spaces.Box(0, 255, (3, 5, 5), np.uint8), gym.spaces.Discrete(7))
+    assert "use planes" in caught.value.hint
+
+
+def test_goal_encodings_draw_the_goal_into_vectors_and_images():
+    vector = GoalEncoding("vector", {"space": "Discrete", "shape": [], "n": 3}, n_goals=2)
+    assert vector.shape == (5,) and vector(np.array([2, 0]), np.array([1, 0])).tolist() == [
+        [0, 0, 1, 0, 1],
+        [1, 0, 0, 1, 0],
+    ]
+    image = {"space": "Box", "shape": [2, 4, 6], "dtype": "uint8"}
+    frames = np.arange(2 * 2 * 4 * 6, dtype=np.uint8).reshape(2, 2, 4, 6)
+    planes = GoalEncoding("planes", image, n_goals=3)
+    x = planes(frames, np.array([2, 0]))
+    assert x.shape == (2, 5, 4, 6) == (2, *planes.shape) and x.dtype == np.uint8
+    assert np.array_equal(x[:, :2], frames)  # the image itself comes first, unscaled
+    assert [x[0, 2 + g].max() for g in range(3)] == [0, 0, 255] and (x[1, 2] == 255).all() and x[1, 3:].max() == 0
+    mask = GoalEncoding("mask", image, n_goals=2, masks=[[0, 2, 0, 3], [1, 4, 5, 6]])
+    x = mask(frames, np.array([1, 0]))
+    assert x.shape == (2, 3, 4, 6) and np.flatnonzero(x[0, 2].reshape(-1)).tolist() == [11, 17, 23]
+    assert x[1, 2, :2, :3].min() == 255 and x[1, 2].sum() == 6 * 255
+    floats = GoalEncoding("planes", {**image, "dtype": "float32"}, n_goals=1)
+    assert floats(frames.astype(np.float32), np.array([0, 0]))[:, 2].max() == 1.0  # "on" is 1 for floats
+    assert GoalEncoding.from_description(mask.describe(), image, 2).masks == mask.masks
+    assert GoalEncoding.from_description(None, image, 2).kind == "vector"  # files exported before encodings
 
 
 # ---------------------------------------------------------------------- goal spaces on real games
@@ -531,6 +561,73 @@ def test_montezuma_ram_goals_on_real_ale_states():
     x, _ = place(109, 210)
     assert space.test.reached(x)[space.goals.index("rope")]
     env.close()
+
+
+def test_montezuma_masks_cover_the_player_at_each_goal():
+    from qagent.envs.goals import MontezumaRamGoals
+
+    env = make_env(resolve_config({}, ["env.id=ALE/MontezumaRevenge-v5"]).env, training=False)
+    space = MontezumaRamGoals(env.observation_space)
+    masks = space.masks()
+    assert MontezumaRamGoals(gym.spaces.Box(0, 255, (128,), np.uint8)).masks() is None  # RAM: nothing to draw
+    env.reset(seed=0)
+    ale = env.unwrapped.ale
+    start = ale.cloneState()
+
+    def frame_with_player_at(x_ram: int, y_ram: int) -> np.ndarray:
+        ale.restoreState(start)
+        ale.setRAM(42, x_ram)
+        ale.setRAM(43, y_ram)
+        for _ in range(2):
+            obs, *_ = env.step(0)
+        return obs[-1].astype(np.int64)
+
+    away = frame_with_player_at(77, 235)  # the start, on the top platform
+    for goal in ("middle-ladder", "rope", "lower-left-ladder", "lower-right-ladder"):
+        bounds = {i: (lo, hi) for i, lo, hi in space.ENTITIES[goal]}
+        frame = frame_with_player_at(int(np.mean(bounds[42])), int(np.mean(bounds[43])))
+        moved = np.abs(frame - away) > 20
+        moved[25:40, 35:47] = False  # the player's old place
+        rows, cols = np.nonzero(moved)
+        row0, row1, col0, col1 = masks[space.goals.index(goal)]
+        assert len(rows) > 10 and row0 <= rows.min() and rows.max() < row1, goal
+        assert col0 <= cols.min() and cols.max() < col1, goal
+    env.close()
+
+
+def test_cnn_controller_with_goal_masks_trains_exports_and_serves(tmp_path):
+    args = [
+        "--agent",
+        "hdqn",
+        "--env",
+        "ALE/MontezumaRevenge-v5",
+        *("--set", "network.name=nature-cnn"),
+        *("--set", "agent.goal_space=montezuma-ram"),
+        *("--set", "env.atari.max_frames=800"),
+        *("--set", "replay.capacity=2000"),
+        *("--set", "agent.controller.learning_starts=100"),
+        *("--set", "agent.meta.learning_starts=100"),
+        *("--set", "agent.controller.train_freq=8"),
+        *("--set", "agent.meta.train_freq=8"),
+        *("--set", "eval.every=null"),
+        *("--set", "eval.final_episodes=1"),
+    ]
+    policy = Policy.load(train_and_export(tmp_path, args, 300, "mz"))
+    hierarchy = policy.metadata["hierarchy"]
+    assert hierarchy["goal_encoding"]["kind"] == "mask" and len(hierarchy["goal_encoding"]["masks"]) == 7
+    assert policy.metadata["inputs"]["controller_obs"] == {"dtype": "uint8", "shape": [-1, 5, 84, 84]}
+    env = make_env(resolve_config({}, ["env.id=ALE/MontezumaRevenge-v5"]).env, training=False)
+    obs, _ = env.reset(seed=0)
+    session = policy.session()
+    action = session.act(obs[-1], goal_input=env.unwrapped.ale.getRAM())  # served sessions stack the frames
+    assert 0 <= action < 18 and session.goal in policy.goals
+    checked = run_qagent("eval", "mz.onnx", "-n", "1", cwd=tmp_path)
+    from_checkpoint = run_qagent("eval", "runs/mz", "-n", "1", cwd=tmp_path)
+    assert checked.returncode == 0 and from_checkpoint.returncode == 0, checked.stderr + from_checkpoint.stderr
+    assert (
+        json.loads((tmp_path / "mz.eval.json").read_text())["returns"]
+        == json.loads((tmp_path / "runs/mz/eval.json").read_text())["returns"]
+    )
 
 
 def test_hdqn_resumes_exactly(workdir):

@@ -6,9 +6,11 @@ space (:mod:`qagent.envs.goals`) rather than being a kind of DQN:
 
 - the meta-controller ``Q2(s, g)`` values the goals in a state and learns from D2, one
   transition ``(s0, g, F, s_end)`` per option (``F`` the extrinsic reward summed over it);
-- the controller ``Q1((s, g), a)`` sees the observation with the goal's one-hot code
-  appended and learns from D1, one transition per step with the internal critic's reward
-  (``intrinsic_reward`` when the goal is reached, minus ``step_penalty`` every step). An
+- the controller ``Q1((s, g), a)`` sees the observation with its goal (the goal's one-hot
+  code appended to a vector, or goal planes stacked on an image, see
+  :class:`~qagent.serve.goals.GoalEncoding`, so any torso serves it) and learns from D1,
+  one transition per step with the internal critic's reward (``intrinsic_reward`` when
+  the goal is reached, minus ``step_penalty`` every step). An
   option ends when its goal is reached (terminal for the controller), when the episode ends,
   or after ``max_option_steps``.
 
@@ -43,7 +45,7 @@ from qagent.envs.goals import GoalSpace
 from qagent.envs.spaces import describe_observation_space
 from qagent.errors import ConfigError
 from qagent.plugins.registries import GOAL_SPACES, register_agent
-from qagent.serve.goals import GoalKeeper, GoalTest, controller_input, controller_width
+from qagent.serve.goals import GoalEncoding, GoalKeeper, GoalTest, is_image
 
 
 class Annealing(Section):
@@ -96,6 +98,11 @@ class HDQNConfig(AgentConfig):
     """Recent attempts per goal behind its success rate (logged, and epsilon_1 with ``success-rate``)."""
     success_epsilon_min: Probability = 0.1
     """The lowest epsilon_1 a goal gets from its success rate."""
+    goal_encoding: Literal["auto", "vector", "planes", "mask"] = "auto"
+    """How the controller sees its goal: ``vector`` (one-hot after the flat observation, for vector torsos),
+    ``planes`` (a constant plane per goal on an image), ``mask`` (a plane marking where the goal is, from
+    the goal space); ``auto``: ``mask`` on images when the goal space has masks, else ``planes`` on images,
+    else ``vector``."""
     pretrain_steps: NonNegativeInt = 0
     """Env steps of controller pre-training with random goals (epsilon_2 = 1, no meta updates) before joint training."""
 
@@ -154,12 +161,27 @@ class HDQNAgent:
             self.observation = describe_observation_space(observation_space)
         except ValueError as exc:
             raise ConfigError(f"h-DQN: {exc}", hint="use a Discrete or Box observation space") from None
-        width = controller_width(self.observation, self.n_goals)
-        self.controller_space = gym.spaces.Box(-np.inf, np.inf, (width,), np.float32)
+        self.encoding = self._goal_encoding(config.goal_encoding)
+        self.controller_space = _space_of(self.encoding)
         self.controller = DQNAgent(config.controller, self.controller_space, action_space, network_config, device)
         self.meta = DQNAgent(config.meta, observation_space, gym.spaces.Discrete(self.n_goals), network_config, device)
         self.n_actions = self.controller.n_actions
         self.policy = HierarchicalPolicy(self)
+
+    def _goal_encoding(self, requested: str) -> GoalEncoding:
+        masks = self.goal_space.masks()
+        kind = requested
+        if requested == "auto":
+            kind = "vector" if not is_image(self.observation) else "mask" if masks is not None else "planes"
+        try:
+            return GoalEncoding(kind, self.observation, self.n_goals, masks)
+        except ValueError as exc:
+            hint = (
+                "use agent.goal_encoding=vector (or auto) with vector observations"
+                if not is_image(self.observation)
+                else f"the {self.config.goal_space} goal space has no masks for this observation: use planes"
+            )
+            raise ConfigError(f"agent.goal_encoding: {exc}", hint=hint) from None
 
     @staticmethod
     def trainer_class() -> type:
@@ -173,7 +195,7 @@ class HDQNAgent:
 
     def controller_obs(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """The controller's inputs for a batch of observations and their goals."""
-        return controller_input(obs, goals, self.observation, self.n_goals)
+        return self.encoding(obs, goals)
 
     def state_dict(self) -> dict[str, Any]:
         return {"controller": self.controller.state_dict(), "meta": self.meta.state_dict()}
@@ -181,6 +203,13 @@ class HDQNAgent:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.controller.load_state_dict(state["controller"])
         self.meta.load_state_dict(state["meta"])
+
+
+def _space_of(encoding: GoalEncoding) -> gym.spaces.Box:
+    """The controller's observation space: bytes stay bytes (0..255), anything else is unbounded floats."""
+    if encoding.dtype == np.uint8:
+        return gym.spaces.Box(0, 255, encoding.shape, np.uint8)
+    return gym.spaces.Box(-np.inf, np.inf, encoding.shape, encoding.dtype.type)
 
 
 class HierarchicalPolicy:

@@ -53,6 +53,14 @@ class GoalSpace:
         """The vector the goal test reads in the env's current state (whose observation is ``obs``)."""
         return np.atleast_1d(np.asarray(obs)).reshape(-1)
 
+    def masks(self) -> list[list[int]] | None:
+        """Per goal, where it lies in an image observation: ``[row0, row1, col0, col1)``.
+
+        The ``mask`` goal encoding draws it as the controller's goal plane; None (the default)
+        when the goal space cannot place its goals in the observation.
+        """
+        return None
+
     def describe(self, name: str) -> dict[str, Any]:
         """What export writes into the metadata: enough to run the goal test without this class."""
         return {
@@ -137,8 +145,19 @@ MONTEZUMA_ROOM, MONTEZUMA_X, MONTEZUMA_Y, MONTEZUMA_INVENTORY = 3, 42, 43, 65
 HAS_KEY: Clause = (MONTEZUMA_INVENTORY, 2, 3)
 
 
+SCREEN_HEIGHT, SCREEN_WIDTH = 210, 160
+KEY_ON_SCREEN = (95, 140, 8, 22)  # rows and columns of the key and of the player taking it
+
+
 def _at(x: tuple[int, int], y: tuple[int, int], room: int = 1) -> list[Clause]:
     return [(MONTEZUMA_ROOM, room, room), (MONTEZUMA_X, *x), (MONTEZUMA_Y, *y)]
+
+
+def _player_on_screen(clauses: list[Clause]) -> tuple[int, int, int, int]:
+    """The screen rectangle the player's sprite covers anywhere in a position goal's ranges."""
+    bounds = {index: (low, high) for index, low, high in clauses}
+    (x_low, x_high), (y_low, y_high) = bounds[MONTEZUMA_X], bounds[MONTEZUMA_Y]
+    return int(310 - y_high - 3), int(310 - y_low + 22), int(x_low - 5), int(x_high + 6)
 
 
 @register_goal_space("montezuma-ram")
@@ -148,7 +167,8 @@ class MontezumaRamGoals(GoalSpace):
     The goal input is the 128-byte RAM (``input = "client"``: a served policy needs it with
     each frame). The doors count as reached when the player stands in the doorway, which only
     a player with the key gets to (the door opens for +300); the meta-controller may choose a
-    door only while holding the key.
+    door only while holding the key. With pixel observations each goal also has a mask (its
+    place on the screen) for the ``mask`` goal encoding, the paper's controller input.
     """
 
     input = "client"
@@ -171,3 +191,15 @@ class MontezumaRamGoals(GoalSpace):
 
     def goal_input(self, env: gym.Env, obs: Any) -> np.ndarray:
         return np.asarray(env.unwrapped.ale.getRAM(), dtype=np.uint8)
+
+    def masks(self) -> list[list[int]] | None:
+        """Each goal's place on the screen, scaled to pixel observations (a door: where the player stands in it)."""
+        shape = getattr(self.observation_space, "shape", ())
+        if len(shape) != 3:
+            return None  # RAM observations: nothing to draw into
+        rows, cols = shape[1] / SCREEN_HEIGHT, shape[2] / SCREEN_WIDTH
+        masks = []
+        for goal in self.goals:
+            top, bottom, left, right = KEY_ON_SCREEN if goal == "key" else _player_on_screen(self.ENTITIES[goal])
+            masks.append([int(top * rows), int(np.ceil(bottom * rows)), int(left * cols), int(np.ceil(right * cols))])
+        return masks

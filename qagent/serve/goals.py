@@ -11,8 +11,9 @@ test in its metadata and :mod:`qagent.serve` runs it without the goal space's co
 - a goal is *valid* (the meta-controller may pick it) when it is not reached and all its
   ``requires`` clauses hold (a door that needs a key in the inventory).
 
-The controller sees the observation as a flat float vector (one-hot for a discrete state,
-bytes scaled to [0, 1]) followed by the one-hot code of its goal.
+The controller sees the observation with its goal (:class:`GoalEncoding`): a flat vector with
+the goal's one-hot code appended, or, for image observations, the image with goal planes
+stacked on its channels (one per goal, or a mask of where the goal is).
 """
 
 from __future__ import annotations
@@ -96,17 +97,91 @@ def observation_features(obs: np.ndarray, observation: dict[str, Any]) -> np.nda
     return flat / np.float32(255.0) if observation.get("dtype") == "uint8" else flat
 
 
-def controller_input(obs: np.ndarray, goals: np.ndarray, observation: dict[str, Any], n_goals: int) -> np.ndarray:
-    """The controller's input for a batch: observation features, then the goals' one-hot codes."""
-    codes = np.eye(n_goals, dtype=np.float32)[np.asarray(goals, dtype=np.int64).reshape(-1)]
-    return np.concatenate([observation_features(obs, observation), codes], axis=1)
+def is_image(observation: dict[str, Any]) -> bool:
+    """A ``(channels, height, width)`` Box: goals can be drawn into it as extra planes."""
+    return observation.get("space") == "Box" and len(observation["shape"]) == 3
 
 
-def controller_width(observation: dict[str, Any], n_goals: int) -> int:
-    """Width of the controller's input vector."""
-    if observation.get("space") == "Discrete":
-        return int(observation["n"]) + n_goals
-    return int(np.prod(observation["shape"], dtype=np.int64)) + n_goals
+GOAL_ENCODINGS = ("vector", "planes", "mask")
+
+
+class GoalEncoding:
+    """How the controller sees an observation together with its goal.
+
+    - ``vector``: the observation's features as a flat float vector, then the goal's one-hot
+      code; for vector torsos such as ``mlp``.
+    - ``planes``: an image observation (channels first) keeps its shape and gets one constant
+      plane per goal, on for the current goal; any torso takes it, convolutional ones included.
+    - ``mask``: an image observation gets one plane that is on where the goal is (a rectangle
+      ``[row0, row1, col0, col1)`` per goal from the goal space), as the paper's Montezuma
+      controller saw it.
+
+    Image encodings keep the observation's dtype ("on" is 255 for bytes, 1 otherwise), so a
+    torso scales goal planes like frames and the replay memory stores bytes.
+
+    :param kind: one of :data:`GOAL_ENCODINGS`.
+    :param observation: the observation space's description (:mod:`qagent.envs.spaces`).
+    :param masks: per goal, its rectangle in the observation (``mask`` only).
+    """
+
+    def __init__(
+        self, kind: str, observation: dict[str, Any], n_goals: int, masks: list[list[int]] | None = None
+    ) -> None:
+        if kind not in GOAL_ENCODINGS:
+            raise ValueError(f"unknown goal encoding {kind!r}; choose from {', '.join(GOAL_ENCODINGS)}")
+        if kind != "vector" and not is_image(observation):
+            raise ValueError(
+                f"the {kind!r} goal encoding draws goals into image observations (channels, height, width), "
+                f"not {observation.get('space')} observations of shape {observation.get('shape')}"
+            )
+        if kind == "mask" and (masks is None or len(masks) != n_goals):
+            raise ValueError("the 'mask' goal encoding needs a rectangle per goal from the goal space")
+        self.kind = kind
+        self.observation = observation
+        self.n_goals = n_goals
+        self.masks = [[int(v) for v in m] for m in masks] if kind == "mask" and masks is not None else None
+        if kind == "vector":
+            width = (
+                int(observation["n"]) if observation.get("space") == "Discrete" else int(np.prod(observation["shape"]))
+            )
+            self.shape: tuple[int, ...] = (width + n_goals,)
+            self.dtype = np.dtype(np.float32)
+        else:
+            channels, height, width = observation["shape"]
+            self.shape = (channels + (1 if kind == "mask" else n_goals), height, width)
+            self.dtype = np.dtype(observation["dtype"])
+            self._planes = np.zeros((n_goals, self.shape[0] - channels, height, width), dtype=self.dtype)
+            on = 255 if self.dtype == np.uint8 else 1
+            for g in range(n_goals):
+                if kind == "planes":
+                    self._planes[g, g] = on
+                else:
+                    row0, row1, col0, col1 = self.masks[g]
+                    self._planes[g, 0, row0:row1, col0:col1] = on
+
+    @classmethod
+    def from_description(
+        cls, description: dict[str, Any] | None, observation: dict[str, Any], n_goals: int
+    ) -> GoalEncoding:
+        """The encoding an exported hierarchy's metadata names (``vector`` in files that name none)."""
+        description = description or {"kind": "vector"}
+        return cls(description["kind"], observation, n_goals, description.get("masks"))
+
+    def describe(self) -> dict[str, Any]:
+        """For the export metadata: the kind and, for ``mask``, the rectangles."""
+        return {"kind": self.kind, **({"masks": self.masks} if self.masks is not None else {})}
+
+    def __call__(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
+        """The controller's input for a batch of observations and their goals."""
+        goals = np.asarray(goals, dtype=np.int64).reshape(-1)
+        if self.kind == "vector":
+            codes = np.eye(self.n_goals, dtype=np.float32)[goals]
+            return np.concatenate([observation_features(obs, self.observation), codes], axis=1)
+        return np.concatenate([np.asarray(obs, dtype=self.dtype), self._planes[goals]], axis=1)
+
+    def zeros(self, batch: int = 1) -> np.ndarray:
+        """A placeholder input (when only the meta-controller's outputs are wanted)."""
+        return np.zeros((batch, *self.shape), dtype=self.dtype)
 
 
 class GoalKeeper:

@@ -1,8 +1,9 @@
 """Serving an exported h-DQN: one ONNX file with both networks, the goal test in its metadata.
 
-The graph takes ``obs`` (for the meta-controller) and ``controller_obs`` (observation features
-plus the goal's one-hot code, see :mod:`qagent.serve.goals`) and returns ``q_values`` and
-``action`` (the controller's) and ``meta_q_values``. A session keeps the current goal
+The graph takes ``obs`` (for the meta-controller) and ``controller_obs`` (the observation with
+its goal, encoded as the metadata's ``hierarchy.goal_encoding`` says, see
+:mod:`qagent.serve.goals`) and returns ``q_values`` and ``action`` (the controller's) and
+``meta_q_values``. A session keeps the current goal
 (:class:`GoalKeeper`): it asks the meta-controller for a new one when the goal test says the
 current one is reached. The test reads the *goal input*: the observation itself when the goal
 space says ``"input": "observation"``, else a vector the client sends as ``goal_input`` with
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from qagent.serve.goals import GoalKeeper, GoalTest, choose_goal, controller_input, controller_width
+from qagent.serve.goals import GoalEncoding, GoalKeeper, GoalTest, choose_goal
 from qagent.serve.policy import InputError, Policy, PolicySession
 
 CONTROLLER_INPUT = "controller_obs"
@@ -32,8 +33,9 @@ class HierarchicalPolicy(Policy):
         self.goals = self.test.goals
         self.n_goals = self.test.n_goals
         self.max_option_steps: int | None = hierarchy.get("max_option_steps")
-        self._observation = metadata["observation"]
-        self._width = controller_width(self._observation, self.n_goals)
+        self.encoding = GoalEncoding.from_description(
+            hierarchy.get("goal_encoding"), metadata["observation"], self.n_goals
+        )
 
     def _run(self, batch: np.ndarray, controller_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         q_values, actions, meta_q = self._session.run(
@@ -43,11 +45,11 @@ class HierarchicalPolicy(Policy):
 
     def meta_q_values(self, batch: np.ndarray) -> np.ndarray:
         """``float32[B, n_goals]`` for a prepared batch."""
-        return self._run(batch, np.zeros((1, self._width), np.float32))[2]
+        return self._run(batch, self.encoding.zeros())[2]
 
     def controller_q_values(self, batch: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """``float32[B, n_actions]`` for a prepared batch, each row pursuing its goal."""
-        return self._run(batch[:1], controller_input(batch, goals, self._observation, self.n_goals))[0]
+        return self._run(batch[:1], self.encoding(batch, goals))[0]
 
     def goal_input(self, obs: np.ndarray, goal_input: Any = None) -> np.ndarray | None:
         """The goal test's input for one prepared observation: given, or the observation itself."""
