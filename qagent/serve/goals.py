@@ -139,7 +139,7 @@ class GoalEncoding:
         self.kind = kind
         self.observation = observation
         self.n_goals = n_goals
-        self.masks = [[int(v) for v in m] for m in masks] if kind == "mask" and masks is not None else None
+        self.masks = [[int(v) for v in m] for m in masks] if kind == "mask" else None
         if kind == "vector":
             width = (
                 int(observation["n"]) if observation.get("space") == "Discrete" else int(np.prod(observation["shape"]))
