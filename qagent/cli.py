@@ -35,11 +35,17 @@ def _show_warning(
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn user errors into one line and exit status 2; show warnings as one line each."""
+    """Turn user errors into one line and exit status 2; show warnings as one line each.
+
+    Besides :class:`QAgentError`: a missing optional package names its extra; an error raised in
+    a plugin's code (or a plugin's ``sys.exit``) names the plugin and its line; a signal exits
+    with 128 + its number. Anything else is a bug in qagent, and keeps its traceback.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from qagent.errors import QAgentError
+        from qagent.errors import QAgentError, missing_extra
+        from qagent.stopping import Terminated, exit_code
 
         warnings.showwarning = _show_warning
         try:
@@ -50,8 +56,34 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
         except KeyboardInterrupt:
             click.secho("aborted", fg="yellow", err=True)
             sys.exit(130)
+        except Terminated as exc:
+            click.secho("terminated", fg="yellow", err=True)
+            sys.exit(exit_code(exc.signum))
+        except (Exception, SystemExit) as exc:
+            error = missing_extra(exc) or _plugin_failure(exc)
+            if error is None:
+                raise
+            _echo_error(error.message, error.hint)
+            sys.exit(USER_ERROR)
 
     return wrapper
+
+
+def _plugin_failure(exc: BaseException) -> Any:
+    """A :class:`PluginError` for an exception raised (or ``sys.exit``) in a plugin's code."""
+    from qagent.errors import PluginError
+    from qagent.plugins.discovery import blamed_plugin
+
+    blamed = blamed_plugin(exc)
+    if blamed is None:
+        return None
+    plugin, where = blamed
+    if isinstance(exc, SystemExit):
+        what = f"called sys.exit({exc.code!r})"
+    else:
+        text = str(exc).strip().splitlines()
+        what = f"raised {type(exc).__name__}" + (f": {text[0][:300]}" if text else "")
+    return PluginError(f"plugin {plugin} {what} ({where})", hint="fix the plugin; qagent itself is not at fault")
 
 
 plugin_option = click.option(
@@ -61,23 +93,45 @@ plugin_option = click.option(
     metavar="FILE_OR_MODULE",
     help="Load a plugin: a .py file or an importable module (repeatable).",
 )
+trust_option = click.option(
+    "--trust-plugins",
+    is_flag=True,
+    help="Also import the plugins the file says it was made with (plugins are code: only for files you trust).",
+)
 
 
-def load_plugins(explicit: tuple[str, ...] | list[str], recorded: list[str] | None = None) -> list[str]:
-    """Load built-ins, ambient plugins, ``--plugin``s and the plugins a run recorded.
+def load_plugins(
+    explicit: tuple[str, ...] | list[str],
+    recorded: list[str] | None = None,
+    *,
+    trust: bool = False,
+    recorded_by: str = "this file",
+) -> list[str]:
+    """Load built-ins, ambient plugins, ``--plugin``s and (with ``trust``) the plugins a file records.
 
-    :returns: the plugin specs in use (explicit, then recorded ones that loaded), for checkpoints.
+    :returns: the plugin specs in use, as a run records them (files by absolute path):
+        ``--plugin``s, ``QAGENT_PLUGINS`` and the recorded ones that loaded.
     """
-    from qagent.plugins.discovery import RECORDED, is_file_spec
+    from qagent.plugins.discovery import ENV_VAR, RECORDED
     from qagent.plugins.discovery import load_plugins as discover
 
-    results = discover(list(explicit), recorded=recorded or [])
+    results = discover(list(explicit), recorded=_plugin_list(recorded), trust=trust, recorded_by=recorded_by)
     for result in results:
         if not result.ok:
             warnings.warn(result.error or "", stacklevel=2)
-    in_use = [str(Path(s).resolve()) if is_file_spec(s) else s for s in explicit]
-    in_use += [r.spec for r in results if r.origin == RECORDED and r.ok and r.spec not in in_use]
-    return in_use
+    kept = [r.recorded_as for r in results if r.ok and r.origin in ("--plugin", ENV_VAR, RECORDED)]
+    return list(dict.fromkeys(kept))
+
+
+def _plugin_list(recorded: Any) -> list[str]:
+    """A file's plugin list, which is data: anything but a list of strings is refused."""
+    from qagent.errors import CheckpointError
+
+    if recorded is None:
+        return []
+    if not isinstance(recorded, list) or not all(isinstance(spec, str) for spec in recorded):
+        raise CheckpointError(f"the file's plugin list is not a list of names: {str(recorded)[:200]}")
+    return recorded
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -137,6 +191,7 @@ def _tracking_overrides(tracking_uri: str | None, experiment: str | None, no_tra
 @click.option("--no-track", is_flag=True, help="Do not log to MLflow.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on in a terminal).")
 @plugin_option
+@trust_option
 @handle_errors
 def train(
     config_file: str | None,
@@ -155,6 +210,7 @@ def train(
     no_track: bool,
     progress: bool | None,
     plugins: tuple[str, ...],
+    trust_plugins: bool,
 ) -> None:
     """Train an agent; prints where the run, its checkpoints and its MLflow run are."""
     from qagent.config import load_config
@@ -173,13 +229,17 @@ def train(
         from qagent.checkpoint import load_run_checkpoint
 
         loaded = load_run_checkpoint(resume)
-        specs = load_plugins(plugins, loaded[2].get("plugins", []))
+        specs = load_plugins(plugins, loaded[2].get("plugins"), trust=trust_plugins, recorded_by=f"run {resume}")
         result = resume_training(resume, sets, tracking_uri=tracking_uri, plugins=specs, progress=show, loaded=loaded)
     else:
         specs = load_plugins(plugins)
         config = load_config(config_file, sets)
         result = start_training(config, runs_dir=runs_dir, run_name=run_name, plugins=specs, progress=show)
     _print_train_result(result)
+    if result.signal is not None:
+        from qagent.stopping import exit_code
+
+        sys.exit(exit_code(result.signal))  # stopped early: 130 or 143, as shells expect
 
 
 def _print_train_result(result: Any) -> None:
@@ -224,6 +284,7 @@ def _print_train_result(result: Any) -> None:
     "--video-episodes", default=1, show_default=True, type=click.IntRange(min=1), help="Episodes in the video."
 )
 @plugin_option
+@trust_option
 @handle_errors
 def evaluate(
     target: str,
@@ -234,6 +295,7 @@ def evaluate(
     video: str | None,
     video_episodes: int,
     plugins: tuple[str, ...],
+    trust_plugins: bool,
 ) -> None:
     """Evaluate a trained agent; prints a table and writes JSON (mean, std, min, max, median, episodes).
 
@@ -252,15 +314,15 @@ def evaluate(
         from qagent.serve import Policy, PolicyLoadError
 
         try:
-            recorded = Policy.load(target).metadata.get("plugins", [])
+            recorded = Policy.load(target).metadata.get("plugins")
         except PolicyLoadError as exc:
             raise CheckpointError(str(exc)) from None
-        load_plugins(plugins, recorded)
+        load_plugins(plugins, recorded, trust=trust_plugins, recorded_by=target)
         result = evaluate_policy_file(target, episodes, seed, epsilon, video=video, video_episodes=video_episodes)
         run = None
     else:
         run, path, checkpoint = load_run_checkpoint(target)
-        load_plugins(plugins, checkpoint.get("plugins", []))
+        load_plugins(plugins, checkpoint.get("plugins"), trust=trust_plugins, recorded_by=target)
         result = evaluate_checkpoint(
             str(path), episodes, seed, epsilon, checkpoint=checkpoint, video=video, video_episodes=video_episodes
         )
@@ -305,6 +367,7 @@ def evaluate(
 )
 @click.option("--tracking-uri", help="MLflow tracking URI for --register and model URIs.")
 @plugin_option
+@trust_option
 @handle_errors
 def export(
     target: str,
@@ -314,6 +377,7 @@ def export(
     alias: str,
     tracking_uri: str | None,
     plugins: tuple[str, ...],
+    trust_plugins: bool,
 ) -> None:
     """Export a trained policy to ONNX (checked against torch), or fetch one from MLflow.
 
@@ -349,7 +413,7 @@ def export(
         target = str(run.best_path)
     loaded = load_run_checkpoint(target)
     run = loaded[0]
-    load_plugins(plugins, loaded[2].get("plugins", []))
+    load_plugins(plugins, loaded[2].get("plugins"), trust=trust_plugins, recorded_by=target)
     default = (run.root if run is not None else Path(target).parent) / "policy.onnx"
     report = export_checkpoint(target, output or default, loaded=loaded)
     console.print(_parity_table(report))

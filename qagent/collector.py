@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qagent.agents.exploration import ActionValues, ExplorationStrategy
+from qagent.agents.exploration import ActionValues, ExplorationStrategy, checked_actions
 from qagent.agents.replay import Batch, Replay
 
 RESET = -1  # in an env's action log: a reset that continued the game (a lost life)
@@ -103,7 +103,8 @@ class Collector:
         n = self.num_envs
         for k in range(vector_steps):
             now = step + k * n
-            actions = self.exploration.select(ActionValues(self.obs, self.q_values, self.n_actions), now)
+            chosen = self.exploration.select(ActionValues(self.obs, self.q_values, self.n_actions), now)
+            actions = checked_actions(self.exploration, chosen, n)
             next_obs, reward, terminated, truncated, info = self.envs.step(actions)
             self.buffer.add(self.obs, actions, reward, next_obs, terminated, truncated)
             for i in range(n):

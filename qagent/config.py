@@ -190,6 +190,8 @@ class TrainConfig(Section):
     """Threads for PyTorch's intra-op pool; None keeps PyTorch's default (one per core)."""
     log_every: PositiveInt = 1_000
     """Average training metrics (loss, mean Q) over windows of this many env steps."""
+    on_nonfinite: Literal["stop", "warn"] = "stop"
+    """A NaN or infinite loss, Q-value or weight: stop the run (FAILED, last finite checkpoint kept) or warn."""
 
 
 class EvalConfig(Section):

@@ -42,3 +42,32 @@ class PluginError(QAgentError):
 
 class CheckpointError(QAgentError):
     """A missing, corrupt or incompatible checkpoint or run directory."""
+
+
+# Optional packages and the extra that installs each (pyproject.toml's optional-dependencies).
+OPTIONAL_PACKAGES: dict[str, str] = {
+    "onnxruntime": "serve",
+    "onnx": "export",
+    "onnxscript": "export",
+    "ale_py": "atari",
+    "cv2": "atari",
+    "stable_baselines3": "sb3",
+    "minigrid": "minigrid",
+    "imageio": "video",
+    "imageio_ffmpeg": "video",
+    "pygame": "video",
+}
+
+
+def missing_extra(exc: BaseException) -> QAgentError | None:
+    """The error to show for a missing optional package (which extra to install), else None."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    package = exc.name.split(".")[0]
+    extra = OPTIONAL_PACKAGES.get(package)
+    if extra is None:
+        return None
+    return QAgentError(
+        f"this needs the optional package {package!r}, which is not installed",
+        hint=f"pip install 'qagent[{extra}]'",
+    )

@@ -308,7 +308,10 @@ class HDQNTrainer(Trainer):
                 window.add(result.loss, result.q_mean)
         return episodes
 
-    def _finish(self, interrupted: bool, start_step: int, train_seconds: float) -> Any:
+    def metric_windows(self) -> list[MetricWindow]:
+        return [self.window, self.meta_window]
+
+    def _finish(self, interrupted: bool, start_step: int, train_seconds: float, signal: int | None = None) -> Any:
         """As for DQN, and each goal's choices and recent success rate into run.json."""
         stats = self.exploration.stats
         self.run.update_meta(
@@ -317,7 +320,7 @@ class HDQNTrainer(Trainer):
                 for g, name in enumerate(self.agent.goals)
             }
         )
-        return super()._finish(interrupted, start_step, train_seconds)
+        return super()._finish(interrupted, start_step, train_seconds, signal)
 
     def _record_episodes(self, episodes: list[Episode]) -> None:
         super()._record_episodes(episodes)

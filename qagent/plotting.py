@@ -6,7 +6,6 @@ and ``evaluations.jsonl`` (greedy evaluations, drawn as points), so it needs no 
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -25,10 +24,7 @@ def smooth(values: np.ndarray, window: int) -> np.ndarray:
 
 
 def read_episodes(run: RunDir) -> tuple[np.ndarray, np.ndarray]:
-    if not run.episodes_path.exists():
-        return np.zeros(0), np.zeros(0)
-    with open(run.episodes_path, newline="") as f:
-        rows = [(int(r["step"]), float(r["return"])) for r in csv.DictReader(f)]
+    rows = [(step, ret) for step, ret, _ in run.episodes()]
     if not rows:
         return np.zeros(0), np.zeros(0)
     steps, returns = (np.asarray(column) for column in zip(*rows, strict=True))

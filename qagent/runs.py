@@ -8,14 +8,20 @@
         checkpoints/         step-0000050000.pt (newest kept), best.pt, buffer-...npz with --save-buffer
         evaluations.jsonl    one line per evaluation: step, mean, std, ...
         episodes.csv         step,return,length of every training episode
+
+Every file is replaced atomically (temp file, then rename) or appended to, so a kill at any
+moment leaves at worst a torn last line, which reading drops with a warning.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
+import os
 import re
 import time
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -23,6 +29,18 @@ from typing import Any
 from qagent.errors import CheckpointError
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)\.pt$")
+BUFFER_PATTERN = re.compile(r"^buffer-(\d+)(?:[-.][\w-]+)?\.npz$")
+EPISODES_HEADER = ["step", "return", "length"]
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that a kill leaves either the old file or the new one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    tmp.replace(path)
 
 
 class RunDir:
@@ -52,6 +70,8 @@ class RunDir:
             parent = path.parent
             run = cls(parent.parent) if parent.name == "checkpoints" else None
             return run, path
+        if path.exists() and not path.is_dir():
+            raise CheckpointError(f"{path} is neither a run directory nor a checkpoint file")
         if path.is_dir():
             run = cls(path)
             latest = run.latest_checkpoint()
@@ -118,16 +138,37 @@ class RunDir:
         return found[-1][1] if found else None
 
     def prune(self, keep: int) -> None:
-        """Delete all but the newest ``keep`` checkpoints, and every buffer file but the newest step's
-        (an agent with two memories writes two files per step)."""
+        """Delete all but the newest ``keep`` checkpoints, and the buffer files of no kept checkpoint.
+
+        Each kept checkpoint keeps its buffer (an agent with two memories writes two files per
+        step), so whichever checkpoint a user resumes from is whole.
+        """
         found = self.checkpoints()
         for _, path in found[:-keep] if keep > 0 else []:
             path.unlink(missing_ok=True)
-        buffers = [(int(path.name[7:17]), path) for path in self.checkpoint_dir.glob("buffer-*.npz")]
-        newest = max((step for step, _ in buffers), default=None)
-        for step, path in buffers:
-            if step != newest:
+        kept = {step for step, _ in self.checkpoints()}
+        for step, path in self.buffers():
+            if step not in kept:
                 path.unlink(missing_ok=True)
+
+    def buffers(self) -> list[tuple[int, Path]]:
+        """``(step, path)`` of every replay-buffer file."""
+        if not self.checkpoint_dir.is_dir():
+            return []
+        found = []
+        for path in self.checkpoint_dir.iterdir():
+            match = BUFFER_PATTERN.match(path.name)
+            if match:
+                found.append((int(match.group(1)), path))
+        return sorted(found)
+
+    def remove_stale_temporaries(self) -> None:
+        """Delete the temporary files of writes a kill interrupted (they are never read)."""
+        for folder in (self.root, self.checkpoint_dir):
+            if folder.is_dir():
+                for path in folder.iterdir():
+                    if path.name.endswith(".tmp") and path.is_file():
+                        path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ records
 
@@ -135,15 +176,14 @@ class RunDir:
         if not self.meta_path.exists():
             return {}
         try:
-            return json.loads(self.meta_path.read_text())
-        except json.JSONDecodeError:
+            meta = json.loads(self.meta_path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
             return {}
+        return meta if isinstance(meta, dict) else {}
 
     def update_meta(self, **fields: Any) -> dict[str, Any]:
         meta = {**self.read_meta(), **fields}
-        tmp = self.meta_path.with_name(".run.json.tmp")
-        tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
-        tmp.replace(self.meta_path)
+        write_atomically(self.meta_path, json.dumps(meta, indent=2, default=str) + "\n")
         return meta
 
     def append_evaluation(self, record: dict[str, Any]) -> None:
@@ -151,29 +191,71 @@ class RunDir:
             f.write(json.dumps(record) + "\n")
 
     def evaluations(self) -> list[dict[str, Any]]:
+        """Every evaluation record; a torn last line (a kill mid-write) is dropped with a warning."""
         if not self.evaluations_path.exists():
             return []
-        return [json.loads(line) for line in self.evaluations_path.read_text().splitlines() if line.strip()]
+        records = []
+        lines = self.evaluations_path.read_text(errors="replace").splitlines()
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                record = None
+            if not isinstance(record, dict) or not isinstance(record.get("step"), int):
+                _warn_dropped(self.evaluations_path, number, last=number == len(lines))
+                continue
+            records.append(record)
+        return records
+
+    def episodes(self) -> list[tuple[int, float, int]]:
+        """``(step, return, length)`` of every training episode; torn or foreign rows are dropped."""
+        if not self.episodes_path.exists():
+            return []
+        rows = []
+        lines = self.episodes_path.read_text(errors="replace").splitlines()
+        for number, row in enumerate(csv.reader(lines), 1):
+            if number == 1 and row == EPISODES_HEADER or not row:
+                continue
+            try:
+                step, ret, length = int(row[0]), float(row[1]), int(row[2])
+                if len(row) != 3:
+                    raise ValueError
+            except (ValueError, IndexError):
+                _warn_dropped(self.episodes_path, number, last=number == len(lines))
+                continue
+            rows.append((step, ret, length))
+        return rows
 
     def append_episodes(self, rows: Iterable[tuple[int, float, int]]) -> None:
         rows = list(rows)
         if not rows:
             return
-        new = not self.episodes_path.exists()
+        new = not self.episodes_path.exists() or self.episodes_path.stat().st_size == 0
         with open(self.episodes_path, "a", newline="") as f:
             writer = csv.writer(f)
             if new:
-                writer.writerow(["step", "return", "length"])
+                writer.writerow(EPISODES_HEADER)
             writer.writerows(rows)
 
     def truncate_records(self, step: int) -> None:
-        """Drop records after ``step`` (a resumed run rewrites the steps it replays)."""
+        """Drop records after ``step`` (a resumed run rewrites the steps it replays).
+
+        Each file is rewritten whole and renamed over the old one, so a kill here leaves either
+        version, never an empty or headerless file.
+        """
         if self.evaluations_path.exists():
-            kept = [r for r in self.evaluations() if r.get("step", 0) <= step]
-            self.evaluations_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+            kept = [r for r in self.evaluations() if r["step"] <= step]
+            write_atomically(self.evaluations_path, "".join(json.dumps(r) + "\n" for r in kept))
         if self.episodes_path.exists():
-            with open(self.episodes_path, newline="") as f:
-                rows = list(csv.reader(f))
-            header, body = rows[:1], [r for r in rows[1:] if r and int(r[0]) <= step]
-            with open(self.episodes_path, "w", newline="") as f:
-                csv.writer(f).writerows(header + body)
+            out = io.StringIO()
+            writer = csv.writer(out)
+            writer.writerow(EPISODES_HEADER)
+            writer.writerows(r for r in self.episodes() if r[0] <= step)
+            write_atomically(self.episodes_path, out.getvalue())
+
+
+def _warn_dropped(path: Path, line: int, *, last: bool) -> None:
+    what = "a torn last line (the run was killed while writing it)" if last else "an unreadable line"
+    warnings.warn(f"{path}: dropped {what}, line {line}", stacklevel=3)

@@ -12,9 +12,9 @@ target update anywhere inside a chunk sees the same weights.
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
-import signal
-import threading
+import sys
 import time
 import warnings
 from collections import deque
@@ -31,11 +31,27 @@ from qagent.collector import BackgroundCollector, Collector, Episode, SharedRepl
 from qagent.components import build_agent, build_exploration, build_replay, seed_streams
 from qagent.config import RunConfig, flatten
 from qagent.envs.factory import make_vector_env
-from qagent.errors import CheckpointError
+from qagent.errors import CheckpointError, QAgentError
 from qagent.evaluation import Evaluator
 from qagent.progress import TrainingProgress
-from qagent.runs import RunDir
+from qagent.runs import BUFFER_PATTERN, RunDir, write_atomically
+from qagent.stopping import Terminated, stop_on_interrupt, terminate_raises
 from qagent.tracking import Tracker
+
+
+class NonFiniteError(QAgentError):
+    """The loss or the Q-values became NaN or infinite: the run diverged."""
+
+
+def all_finite(tree: Any) -> bool:
+    """Whether every floating-point tensor in a (nested) state dict is finite."""
+    if isinstance(tree, torch.Tensor):
+        return not tree.is_floating_point() or bool(torch.isfinite(tree).all())
+    if isinstance(tree, dict):
+        return all(all_finite(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return all(all_finite(v) for v in tree)
+    return True
 
 
 def crossings(start: int, end: int, every: int) -> int:
@@ -71,6 +87,10 @@ class MetricWindow:
             self.q_mean += q_mean
             self.q_updates += 1
 
+    def finite(self) -> bool:
+        """False once any update's loss or mean Q was NaN or infinite (the sums carry it)."""
+        return math.isfinite(self.loss) and math.isfinite(self.q_mean)
+
     def means(self) -> dict[str, float]:
         out = {"train/loss": self.loss / self.updates} if self.updates else {}
         if self.q_updates:
@@ -94,6 +114,8 @@ class TrainResult:
     best_checkpoint: Path | None = None
     tracking: str = ""
     tracking_uri: str | None = None
+    signal: int | None = None
+    """The signal that stopped the run early (SIGINT, SIGTERM), if one did."""
 
     @property
     def steps_per_second(self) -> float:
@@ -142,6 +164,9 @@ class Trainer:
         self._bar: TrainingProgress | None = None
         self._clock = (time.perf_counter(), 0)  # (time, step) at which steps/s counting restarted
         self._last_video_step = -1
+        self._saved_step = -1  # step of the newest checkpoint written
+        self._mid_chunk = False  # a chunk is half done: the state is not one to checkpoint
+        self._warned_nonfinite = False
 
     def build(self, seeds: list[int], device: str) -> None:
         """Make the envs, agent, exploration, replay and collector (a seam for other learners)."""
@@ -168,14 +193,16 @@ class Trainer:
             lead = max(self.config.agent.train_freq, self.collector.num_envs)
             self.background = BackgroundCollector(self.collector, self.agent.q_net, self.collected, lead)
         try:
-            with TrainingProgress(total, self.step, self.show_progress) as bar, stop_on_interrupt(bar) as stop:
+            with TrainingProgress(total, self.step, self.show_progress) as bar, stop_on_interrupt(bar.print) as stop:
                 self._bar = bar
                 while not self.done() and not stop.is_set():
                     t0 = time.perf_counter()
                     prev = self.step
+                    self._mid_chunk = True
                     episodes = self.run_chunk()
                     train_seconds += time.perf_counter() - t0
                     self._after_chunk(prev, episodes)
+                    self._mid_chunk = False
                 interrupted = not self.done()
                 bar.update(self.step, force=True)
         finally:
@@ -183,7 +210,7 @@ class Trainer:
                 self.background.stop()
                 self.collected = self.background.collected
                 self.background = None
-        return self._finish(interrupted, start_step, train_seconds)
+        return self._finish(interrupted, start_step, train_seconds, signal=stop.signum)
 
     def done(self) -> bool:
         """Whether training reached ``train.total_steps`` (or ``train.max_episodes``)."""
@@ -215,9 +242,28 @@ class Trainer:
                 self.background.publish(self.agent.q_net)
         return episodes
 
+    def metric_windows(self) -> list[MetricWindow]:
+        """The windows that sum per-update metrics (one per learner)."""
+        return [self.window]
+
+    def _check_finite(self) -> None:
+        """Stop a diverged run before it writes a checkpoint (``train.on_nonfinite``)."""
+        if all(window.finite() for window in self.metric_windows()):
+            return
+        message = f"the loss or the Q-values became NaN or infinite by step {self.step:,}: training diverged"
+        if self.config.train.on_nonfinite == "stop":
+            raise NonFiniteError(
+                message,
+                hint="lower agent.lr or set agent.max_grad_norm; train.on_nonfinite=warn trains on regardless",
+            )
+        if not self._warned_nonfinite:
+            self._warned_nonfinite = True
+            warnings.warn(message + " (train.on_nonfinite=warn: training goes on)", stacklevel=2)
+
     def _after_chunk(self, prev: int, episodes: list[Episode]) -> None:
         """Records, logging, periodic evaluation and checkpoints due in ``(prev, step]``."""
         cfg = self.config
+        self._check_finite()
         self._record_episodes(episodes)
         started, started_step = self._clock
         steps_per_second = (self.step - started_step) / max(time.perf_counter() - started, 1e-9)
@@ -239,7 +285,9 @@ class Trainer:
                 self.window.means().get("train/loss"),
             )
 
-    def _finish(self, interrupted: bool, start_step: int, train_seconds: float) -> TrainResult:
+    def _finish(
+        self, interrupted: bool, start_step: int, train_seconds: float, signal: int | None = None
+    ) -> TrainResult:
         """Final evaluation (unless interrupted), checkpoint, artifacts and run status."""
         if interrupted:
             self._print(f"[yellow]interrupted at step {self.step}[/]; writing a checkpoint")
@@ -278,7 +326,32 @@ class Trainer:
             best_checkpoint=self.run.best_path if self.best_eval else None,
             tracking=self.tracker.describe(),
             tracking_uri=getattr(self.tracker, "uri", None),
+            signal=signal if interrupted else None,
         )
+
+    def abandon(self, exc: BaseException) -> None:
+        """Leave the run in a final state after ``exc`` ended it early; never lose its records.
+
+        A signal (Ctrl-C twice, SIGTERM outside the loop) marks it KILLED, anything else FAILED.
+        A stop between chunks writes a checkpoint first if the newest one is older; a failure
+        keeps the checkpoints there are, which were all written before it.
+        """
+        killed = isinstance(exc, (KeyboardInterrupt, Terminated))
+        status = "KILLED" if killed else "FAILED"
+        checkpoint = self.run.latest_checkpoint()
+        with contextlib.suppress(Exception):
+            if killed and not self._mid_chunk and self.step > self._saved_step and self.background is None:
+                checkpoint = self.save_checkpoint()
+        with contextlib.suppress(Exception):
+            self.tracker.finish(status)
+        reason = "stopped by a signal" if killed else f"{type(exc).__name__}: {str(exc).strip()[:300]}"
+        with contextlib.suppress(Exception):
+            self.run.update_meta(status=status.lower(), step=self.step, error=reason)
+        kept = f"; its last checkpoint is {checkpoint}" if checkpoint is not None else ""
+        print(f"qagent: run {self.run.root} marked {status} at step {self.step:,}{kept}", file=sys.stderr, flush=True)
+        with contextlib.suppress(Exception):
+            self.envs.close()
+            self.evaluator.close()
 
     def _plot_learning_curve(self) -> Path | None:
         """RUN_DIR/learning_curve.png, if matplotlib is there and the run has episodes."""
@@ -397,13 +470,22 @@ class Trainer:
 
     def _save_checkpoint(self) -> Path:
         buffer_file = None
+        if self.config.train.on_nonfinite == "stop" and not all_finite(self.agent.state_dict()):
+            raise NonFiniteError(
+                f"the network's weights became NaN or infinite by step {self.step:,}, so no checkpoint was written",
+                hint="lower agent.lr or set agent.max_grad_norm",
+            )
         self.run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         if self.config.train.save_buffer:
             buffer_path = self.run.buffer_path(self.step)
             self.buffer.save(buffer_path)
             buffer_file = buffer_path.name
         path = self.run.checkpoint_path(self.step)
+        # MLflow first: then its history reaches at least as far as any checkpoint, and a resume
+        # replays only steps it already holds, which the tracker does not log twice.
+        self.tracker.flush()
         save_checkpoint(path, self.state_dict(buffer_file))
+        self._saved_step = self.step
         self.run.prune(self.config.train.keep_checkpoints)
         self.run.update_meta(last_checkpoint=str(path.relative_to(self.run.root)), step=self.step)
         return path
@@ -420,14 +502,24 @@ class Trainer:
         self.exploration.load_state_dict(checkpoint["exploration"])
         self.collector.load_state_dict(checkpoint["collector"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
-        self.step = int(checkpoint["step"])
+        self.step = self._saved_step = int(checkpoint["step"])
         self.collected = int(checkpoint.get("collector_step", self.step))
         self.episodes = int(checkpoint["episodes"])
         self.last_eval = checkpoint.get("last_eval")
         self.best_eval = checkpoint.get("best_eval")
         buffer_file = checkpoint.get("buffer_file")
+        if buffer_file is not None and not (isinstance(buffer_file, str) and BUFFER_PATTERN.match(buffer_file)):
+            raise CheckpointError(
+                f"the checkpoint names a replay buffer file {str(buffer_file)[:100]!r}, not a buffer-STEP.npz"
+            )
         if buffer_file:
-            self.buffer.load(self.run.checkpoint_dir / buffer_file)
+            try:
+                self.buffer.load(self.run.checkpoint_dir / buffer_file)
+            except CheckpointError as exc:
+                earlier = [path for step, path in self.run.checkpoints() if step < self.step]
+                if earlier and not exc.hint:
+                    exc.hint = f"resume from an earlier checkpoint: qagent train --resume {earlier[-1]}"
+                raise
         else:
             warnings.warn(
                 "the checkpoint holds no replay buffer, so the resumed run starts with an empty one "
@@ -435,28 +527,6 @@ class Trainer:
                 stacklevel=2,
             )
         self.run.truncate_records(self.step)
-
-
-@contextlib.contextmanager
-def stop_on_interrupt(bar: TrainingProgress) -> Iterator[threading.Event]:
-    """First Ctrl-C (or SIGTERM) asks the loop to stop after the current chunk; a second aborts."""
-    stop = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stop
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        if stop.is_set():
-            raise KeyboardInterrupt
-        stop.set()
-        bar.print("[yellow]stopping after this chunk and writing a checkpoint (Ctrl-C again to abort)[/]")
-
-    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield stop
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 # ---------------------------------------------------------------------- resume checks
@@ -516,27 +586,31 @@ def start_training(
 
     plugins = list(plugins or [])
     name = run_name or RunDir.default_name(config.env.id, config.agent.name, config.seed)
-    run = RunDir.create(Path(runs_dir), name)
-    try:
-        trainer = trainer_class(config)(config, run, Tracker(), plugins=plugins, progress=progress)
-        tracker = make_tracker(config.tracking.enabled, config.tracking.uri, config.tracking.experiment)
-    except BaseException:
-        shutil.rmtree(run.root, ignore_errors=True)  # nothing ran: leave no empty run behind
-        raise
-    run.config_path.write_text(config.to_yaml())
-    tracker.start(run.root.name, config.flat(), _tags(config, plugins, run))
-    trainer.tracker = tracker
-    run.update_meta(
-        name=run.root.name,
-        created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        qagent_version=qagent.__version__,
-        plugins=plugins,
-        mlflow_run_id=tracker.run_id,
-        tracking_uri=getattr(tracker, "uri", None),
-        experiment=config.tracking.experiment if config.tracking.enabled else None,
-        status="running",
-    )
-    return trainer.train()
+    with terminate_raises():
+        run = RunDir.create(Path(runs_dir), name)
+        try:
+            trainer = trainer_class(config)(config, run, Tracker(), plugins=plugins, progress=progress)
+            tracker = make_tracker(config.tracking.enabled, config.tracking.uri, config.tracking.experiment)
+        except BaseException:
+            shutil.rmtree(run.root, ignore_errors=True)  # nothing ran: leave no empty run behind
+            raise
+        try:
+            write_atomically(run.config_path, config.to_yaml())
+            run.update_meta(name=run.root.name, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status="starting")
+            trainer.tracker = tracker
+            tracker.start(run.root.name, config.flat(), _tags(config, plugins, run))
+            run.update_meta(
+                qagent_version=qagent.__version__,
+                plugins=plugins,
+                mlflow_run_id=tracker.run_id,
+                tracking_uri=getattr(tracker, "uri", None),
+                experiment=config.tracking.experiment if config.tracking.enabled else None,
+                status="running",
+            )
+            return trainer.train()
+        except BaseException as exc:
+            trainer.abandon(exc)
+            raise
 
 
 def resume_training(
@@ -582,19 +656,29 @@ def resume_training(
             f"run {run.root} already reached train.max_episodes ({checkpoint['episodes']})",
             hint=f"continue it for longer with --set train.max_episodes={2 * limit}",
         )
-    trainer_cls = trainer_class(config)
-    trainer = trainer_cls(config, run, Tracker(), plugins=plugins or checkpoint.get("plugins", []), progress=progress)
-    trainer.restore(checkpoint)
-    run.config_path.write_text(config.to_yaml())
-    meta = run.read_meta()
-    uri = tracking_uri or config.tracking.uri or meta.get("tracking_uri")
-    tracker = make_tracker(config.tracking.enabled, uri, meta.get("experiment") or config.tracking.experiment)
-    tags = {**_tags(config, trainer.plugins, run), "qagent.resumed_at_step": str(trainer.step)}
-    run_id = checkpoint.get("mlflow_run_id") or meta.get("mlflow_run_id")
-    if run_id and config.tracking.enabled:
-        tracker.resume(run_id, tags)
-    else:
-        tracker.start(run.root.name, config.flat(), tags)
-    trainer.tracker = tracker
-    run.update_meta(status="running", mlflow_run_id=tracker.run_id, tracking_uri=getattr(tracker, "uri", None))
-    return trainer.train()
+    recorded = list(plugins) if plugins is not None else checkpoint.get("plugins", [])
+    with terminate_raises():
+        run.remove_stale_temporaries()
+        trainer = trainer_class(config)(config, run, Tracker(), plugins=recorded, progress=progress)
+        try:
+            trainer.restore(checkpoint)  # a user error here leaves the run as it was
+        except (KeyboardInterrupt, Terminated) as exc:
+            trainer.abandon(exc)
+            raise
+        try:
+            write_atomically(run.config_path, config.to_yaml())
+            meta = run.read_meta()
+            uri = tracking_uri or config.tracking.uri or meta.get("tracking_uri")
+            tracker = make_tracker(config.tracking.enabled, uri, meta.get("experiment") or config.tracking.experiment)
+            tags = {**_tags(config, trainer.plugins, run), "qagent.resumed_at_step": str(trainer.step)}
+            run_id = checkpoint.get("mlflow_run_id") or meta.get("mlflow_run_id")
+            trainer.tracker = tracker
+            if run_id and config.tracking.enabled:
+                tracker.resume(run_id, tags)
+            else:
+                tracker.start(run.root.name, config.flat(), tags)
+            run.update_meta(status="running", mlflow_run_id=tracker.run_id, tracking_uri=getattr(tracker, "uri", None))
+            return trainer.train()
+        except BaseException as exc:
+            trainer.abandon(exc)
+            raise

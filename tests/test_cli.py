@@ -60,7 +60,7 @@ def test_example_plugin_trains_evaluates_and_lists(tmp_path):
     assert train.returncode == 0, train.stderr
     checkpoint = (tmp_path / "runs/plugin/config.yaml").read_text()
     assert "name: mellowmax-dqn" in checkpoint and "omega: 10.0" in checkpoint and "name: ez-greedy" in checkpoint
-    evaluated = run_qagent("eval", "runs/plugin", "-n", "3", cwd=tmp_path)  # finds the plugin the run recorded
+    evaluated = run_qagent("eval", "runs/plugin", "-n", "3", "--trust-plugins", cwd=tmp_path)  # the recorded plugin
     assert evaluated.returncode == 0, evaluated.stderr
     assert "corridor · mellowmax-dqn" in evaluated.stdout
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from qagent.config import ExplorationConfig, PositiveFloat, PositiveInt, Probability
-from qagent.errors import ConfigError
+from qagent.errors import ConfigError, PluginError
 from qagent.plugins.registries import register_exploration
 
 
@@ -94,6 +94,33 @@ class ExplorationStrategy:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.rng.bit_generator.state = state["rng"]
+
+
+def checked_actions(strategy: ExplorationStrategy, actions: Any, count: int) -> np.ndarray:
+    """``actions`` as int64 if they are ``count`` integers in ``[0, n_actions)``; else a clear error.
+
+    A strategy is plugin code, and a float or out-of-range action would otherwise reach the
+    env (or the replay buffer) and fail far from its cause, or not fail at all.
+    """
+    array = np.asarray(actions)
+    problem = None
+    if array.shape != (count,):
+        problem = f"an array of shape {array.shape}, expected ({count},): one action per env"
+    elif array.dtype.kind not in "iu":
+        problem = f"actions of dtype {array.dtype}, expected integers"
+    elif count and (array.min() < 0 or array.max() >= strategy.n_actions):
+        problem = f"action {int(array.max() if array.max() >= strategy.n_actions else array.min())}"
+        problem += f", outside the env's actions 0..{strategy.n_actions - 1}"
+    if problem is None:
+        return array.astype(np.int64, copy=False)
+    from qagent.plugins.registries import EXPLORATIONS
+
+    name = strategy.config.name
+    source = EXPLORATIONS.entry(name).source if name in EXPLORATIONS else type(strategy).__module__
+    raise PluginError(
+        f"exploration strategy {name!r} ({source}) returned {problem}",
+        hint="select() must return one int64 action per observation, each in range(n_actions)",
+    )
 
 
 @register_exploration("greedy")

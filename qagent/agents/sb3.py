@@ -181,7 +181,7 @@ class SB3Trainer(_trainer_base()):  # type: ignore[misc]
         from stable_baselines3.common.callbacks import BaseCallback
 
         from qagent.progress import TrainingProgress
-        from qagent.training import stop_on_interrupt
+        from qagent.stopping import stop_on_interrupt
 
         trainer = self
         total, start_step = self.config.train.total_steps, self.step
@@ -214,7 +214,7 @@ class SB3Trainer(_trainer_base()):  # type: ignore[misc]
                 return not self.stop.is_set()
 
         self._clock = (time.perf_counter(), self.step)
-        with TrainingProgress(total, self.step, self.show_progress) as bar, stop_on_interrupt(bar) as stop:
+        with TrainingProgress(total, self.step, self.show_progress) as bar, stop_on_interrupt(bar.print) as stop:
             self._bar = bar
             bridge = Bridge(stop)
             started = time.perf_counter()
@@ -223,7 +223,7 @@ class SB3Trainer(_trainer_base()):  # type: ignore[misc]
             self.collected = self.step
             interrupted = self.step < total
             bar.update(self.step, force=True)
-        return self._finish(interrupted, start_step, train_seconds)
+        return self._finish(interrupted, start_step, train_seconds, signal=stop.signum)
 
     def state_dict(self, buffer_file: str | None) -> dict[str, Any]:
         import qagent

@@ -8,6 +8,11 @@ A plugin that fails to import is reported with its name and the original error, 
 it registered before failing is rolled back, so the rest of qagent keeps working. Plugins the
 user named on the command line are required: their failure is an error. Ambient plugins
 (entry points, ``QAGENT_PLUGINS``) only warn.
+
+Plugins are code, and a checkpoint, run directory or ONNX file may come from someone else. So
+the plugins a file records are data: they are imported only under ``trust=True``
+(``--trust-plugins``); otherwise the user names them with ``--plugin`` (or ``QAGENT_PLUGINS``),
+and a recorded plugin nobody named is an :class:`UntrustedPluginsError` that lists them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,9 @@ import importlib.metadata
 import importlib.util
 import os
 import sys
+import threading
 import traceback
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +38,8 @@ ENTRY_POINT_GROUP = "qagent.plugins"
 ENV_VAR = "QAGENT_PLUGINS"
 BUILTIN_MODULES = ("qagent.agents", "qagent.envs", "qagent.agents.sb3")
 RECORDED = "recorded in the run"
+TRUST_FLAG = "--trust-plugins"
+SLOW_IMPORT_SECONDS = 10.0  # say which plugin is still importing after this long
 
 
 @dataclass
@@ -47,6 +56,23 @@ class PluginLoad:
     def ok(self) -> bool:
         return self.error is None
 
+    @property
+    def recorded_as(self) -> str:
+        """How a run records this plugin: a file by absolute path, a module by name."""
+        return record_spec(self.spec) if self.source.kind in ("file", "module") else self.spec
+
+
+class UntrustedPluginsError(PluginError):
+    """A file asks for plugins the user did not name, and did not say ``--trust-plugins``."""
+
+    def __init__(self, what: str, specs: Sequence[str]) -> None:
+        super().__init__(
+            f"{what} was made with plugins that qagent does not import unless told to: {', '.join(specs)} "
+            "(a plugin is code, and a file from elsewhere must not run it)",
+            hint=f"pass each plugin you trust with --plugin FILE_OR_MODULE, or add {TRUST_FLAG} to load them all",
+        )
+        self.specs = list(specs)
+
 
 _loaded: dict[str, PluginLoad] = {}
 
@@ -58,14 +84,23 @@ def load_builtins() -> None:
 
 
 def load_plugins(
-    explicit: Sequence[str] = (), *, ambient: bool = True, recorded: Sequence[str] = ()
+    explicit: Sequence[str] = (),
+    *,
+    ambient: bool = True,
+    recorded: Sequence[str] = (),
+    trust: bool = False,
+    recorded_by: str = "this file",
 ) -> list[PluginLoad]:
     """Load built-ins, then plugins, in the documented order.
 
     :param explicit: plugin files or modules named with ``--plugin``; a failure raises
         :class:`PluginError`.
     :param ambient: also load entry points and ``QAGENT_PLUGINS`` (failures only warn).
-    :param recorded: plugins a run was trained with (from its checkpoint); failures only warn.
+    :param recorded: plugins a file (checkpoint, run, ONNX metadata) says it was made with.
+        Those not loaded already are imported only with ``trust`` (failures then only warn);
+        without it they raise :class:`UntrustedPluginsError` when the user named no plugin,
+        and are left out with a warning when the user named others (their own copies).
+    :param recorded_by: what recorded them, for the error message.
     :returns: one :class:`PluginLoad` per plugin, in load order, including failed ones.
     """
     load_builtins()
@@ -82,9 +117,18 @@ def load_plugins(
         results.append(result)
         if not result.ok:
             raise PluginError(result.error or f"plugin {spec} failed", hint=_hint_for(spec))
-    for spec in recorded:
-        if spec in explicit:
-            continue
+    named = {r.recorded_as for r in results if r.ok}
+    pending = [spec for spec in dict.fromkeys(recorded) if record_spec(spec) not in named]
+    if pending and not trust:
+        if not explicit:
+            raise UntrustedPluginsError(recorded_by, pending)
+        warnings.warn(
+            f"{recorded_by} names plugins that were not loaded: {', '.join(pending)} "
+            f"(pass them with --plugin, or add {TRUST_FLAG})",
+            stacklevel=2,
+        )
+        return results
+    for spec in pending:
         if is_file_spec(spec) and not Path(spec).expanduser().exists():
             missing = f"the run used plugin {spec}, which is not there now; pass it with --plugin"
             results.append(PluginLoad(spec, Source("file", spec), RECORDED, error=missing))
@@ -101,6 +145,11 @@ def loaded_plugins() -> list[PluginLoad]:
 def plugin_sources() -> list[str]:
     """Sources of the plugins loaded successfully, for run tags and checkpoints."""
     return [str(p.source) for p in _loaded.values() if p.ok]
+
+
+def record_spec(spec: str) -> str:
+    """The form a run records ``spec`` in: a file by absolute path, a module by name."""
+    return str(Path(spec).expanduser().resolve()) if is_file_spec(spec) else spec
 
 
 def _entry_points() -> Iterable[importlib.metadata.EntryPoint]:
@@ -136,6 +185,9 @@ def _load_once(key: str, source: Source, origin: str, do_import) -> PluginLoad: 
         return previous
     before = {kind: set(reg.names()) for kind, reg in REGISTRIES.items()}
     result = PluginLoad(spec=source.detail, source=source, origin=origin)
+    notice = threading.Timer(SLOW_IMPORT_SECONDS, _say_still_importing, (source.detail, origin))
+    notice.daemon = True
+    notice.start()
     try:
         with registering_from(source):
             do_import()
@@ -147,8 +199,20 @@ def _load_once(key: str, source: Source, origin: str, do_import) -> PluginLoad: 
         result.registered = [
             (kind, name) for kind, reg in REGISTRIES.items() for name in reg.names() if name not in before[kind]
         ]
+    finally:
+        notice.cancel()
     _loaded[key] = result
     return result
+
+
+def _say_still_importing(spec: str, origin: str) -> None:
+    """A plugin whose import hangs cannot be interrupted safely, but the user learns which it is."""
+    print(
+        f"qagent: still importing plugin {spec} ({origin}) after {SLOW_IMPORT_SECONDS:.0f} s; "
+        "Ctrl-C stops, and the plugin's own code is what is waiting",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def _roll_back(before: dict[str, set[str]]) -> None:
@@ -173,6 +237,35 @@ def _import_file(path: Path, spec: str) -> None:
     except BaseException:
         sys.modules.pop(module_name, None)
         raise
+
+
+def blamed_plugin(exc: BaseException) -> tuple[str, str] | None:
+    """``(plugin, "file:line")`` when the deepest frame of ``exc`` that lies in a loaded plugin's
+    code is where it was raised from; None when no plugin's code is on its traceback."""
+    places = {}
+    for load in _loaded.values():
+        if load.ok:
+            place = _code_location(load)
+            if place is not None:
+                places[place] = load.spec
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        filename = str(Path(frame.filename).resolve()) if frame.filename else ""
+        for place, spec in places.items():
+            if filename == place or filename.startswith(place + os.sep):
+                return spec, f"{frame.filename}:{frame.lineno}"
+    return None
+
+
+def _code_location(load: PluginLoad) -> str | None:
+    """The file (or package folder) that holds a loaded plugin's code."""
+    if load.source.kind == "file":
+        return str(Path(load.spec).expanduser().resolve())
+    module = sys.modules.get(load.spec) if load.source.kind == "module" else None
+    filename = getattr(module, "__file__", None)
+    if not filename:
+        return None
+    path = Path(filename).resolve()
+    return str(path.parent) if path.name == "__init__.py" else str(path)
 
 
 def _summarize(exc: BaseException) -> str:
