@@ -8,6 +8,7 @@ crash mid-write never leaves a truncated checkpoint behind.
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -35,16 +36,36 @@ def to_saveable(tree: Any) -> Any:
     return tree
 
 
+def all_finite(tree: Any) -> bool:
+    """Whether every floating-point tensor in a (nested) state dict is finite."""
+    if isinstance(tree, torch.Tensor):
+        return not tree.is_floating_point() or bool(torch.isfinite(tree).all())
+    if isinstance(tree, dict):
+        return all(all_finite(v) for v in tree.values())
+    if isinstance(tree, (list, tuple)):
+        return all(all_finite(v) for v in tree)
+    return True
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` to ``path`` atomically (temp file, fsync, rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     data = {"format": FORMAT, "format_version": FORMAT_VERSION, **to_saveable(payload)}
+    serialized = io.BytesIO()  # serialized first, so a full disk is an OSError naming the file
+    torch.save(data, serialized)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save(data, f)
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(serialized.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -61,12 +82,34 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a qagent checkpoint")
-    if data.get("format_version", 0) > FORMAT_VERSION:
+    version = data.get("format_version", 0)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CheckpointError(
-            f"checkpoint {path} has format version {data['format_version']}, newer than this qagent reads",
+            f"checkpoint {path} has format version {version!r}, which this qagent does not read",
             hint="upgrade qagent",
         )
+    check_fields(path, data)
     return data
+
+
+# Fields every reader uses, and the type each must have: a checkpoint is data from elsewhere.
+REQUIRED_FIELDS: dict[str, type | tuple[type, ...]] = {"config": dict, "step": int, "episodes": int, "agent": dict}
+
+
+def check_fields(path: Path, data: dict[str, Any]) -> None:
+    """Refuse a checkpoint whose fields are missing or of the wrong kind, in one clear line."""
+    from qagent.config import check_plain_tree
+
+    for key, kind in REQUIRED_FIELDS.items():
+        value = data.get(key)
+        if not isinstance(value, kind) or isinstance(value, bool):
+            got = "nothing" if value is None else f"a {type(value).__name__}"
+            raise CheckpointError(
+                f"checkpoint {path} is not a usable qagent checkpoint: its {key!r} is {got}, not a "
+                f"{kind.__name__ if isinstance(kind, type) else kind}",
+                hint="resume or evaluate from an earlier checkpoint in the same folder",
+            )
+    check_plain_tree(data["config"], f"the config in checkpoint {path}")
 
 
 def load_run_checkpoint(target: str | Path) -> tuple[RunDir | None, Path, dict[str, Any]]:

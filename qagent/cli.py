@@ -44,7 +44,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from qagent.errors import QAgentError, missing_extra
+        from qagent.errors import QAgentError, missing_extra, unwritable
         from qagent.stopping import Terminated, exit_code
 
         warnings.showwarning = _show_warning
@@ -60,7 +60,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
             click.secho("terminated", fg="yellow", err=True)
             sys.exit(exit_code(exc.signum))
         except (Exception, SystemExit) as exc:
-            error = missing_extra(exc) or _plugin_failure(exc)
+            error = missing_extra(exc) or _plugin_failure(exc) or unwritable(exc)
             if error is None:
                 raise
             _echo_error(error.message, error.hint)
@@ -464,8 +464,16 @@ def serve(ctx: click.Context) -> None:
     Torch-free: only numpy and onnxruntime are loaded. The options are those of
     'python -m qagent.serve'; see 'qagent serve --help'.
     """
-    from qagent.serve.__main__ import main as serve_main
+    try:
+        from qagent.serve.__main__ import main as serve_main
+    except ModuleNotFoundError as exc:
+        from qagent.errors import missing_extra
 
+        error = missing_extra(exc)
+        if error is None:
+            raise
+        _echo_error(error.message, error.hint)
+        sys.exit(USER_ERROR)
     sys.exit(serve_main(list(ctx.args), prog="qagent serve"))
 
 

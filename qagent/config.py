@@ -316,22 +316,58 @@ def list_presets() -> list[str]:
     return sorted(names)
 
 
+MAX_CONFIG_VALUES = 100_000  # a config holds hundreds; more means YAML aliases nested to explode
+
+
 def load_yaml(path: Path) -> dict[str, Any]:
-    """Read a YAML mapping, turning syntax errors into one-line config errors."""
+    """Read a YAML mapping, turning unreadable, malformed or exploding files into one-line config errors."""
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"config file {path} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})",
+            hint="save it as UTF-8",
+        ) from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path} nests too deeply to be a config") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not a {type(data).__name__}")
+    check_plain_tree(data, f"config file {path}")
     return data
+
+
+def check_plain_tree(tree: Any, what: str, limit: int = MAX_CONFIG_VALUES) -> None:
+    """Refuse a config tree that expands to more than ``limit`` values.
+
+    YAML aliases (and pickled references in a checkpoint) can share one list many times over,
+    a "billion laughs" that a deep copy or a dump would blow up to gigabytes. The walk stops
+    at the limit, so checking costs at most ``limit`` steps.
+    """
+    seen, stack = 0, [tree]
+    while stack:
+        node = stack.pop()
+        seen += 1
+        if seen > limit:
+            raise ConfigError(
+                f"{what} expands to more than {limit:,} values (YAML aliases or shared references nested "
+                "to multiply), which no qagent config needs",
+                hint="write the config out without anchors and aliases",
+            )
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
 
 
 # --------------------------------------------------------------------------- overrides
@@ -386,6 +422,9 @@ def resolve_config(preset: dict[str, Any] | None = None, overrides: list[str] | 
     override switches a named section to another entry (``--set exploration.name=greedy``),
     preset keys the new schema lacks are dropped with a warning rather than rejected.
     """
+    if preset is not None and not isinstance(preset, dict):
+        raise ConfigError(f"a config must be a mapping of sections, not a {type(preset).__name__}")
+    check_plain_tree(preset or {}, "the config")
     preset = dict(preset or {})
     for key in preset:
         if key not in TOP_LEVEL_KEYS:

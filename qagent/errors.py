@@ -7,6 +7,8 @@ exits with status 2; it never shows a traceback for these.
 
 from __future__ import annotations
 
+import errno
+
 
 class QAgentError(Exception):
     """An error caused by user input, reported without a traceback.
@@ -70,4 +72,19 @@ def missing_extra(exc: BaseException) -> QAgentError | None:
     return QAgentError(
         f"this needs the optional package {package!r}, which is not installed",
         hint=f"pip install 'qagent[{extra}]'",
+    )
+
+
+# Write failures a user can cause or fix: a full disk, a file-size limit, a read-only folder.
+WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+
+
+def unwritable(exc: BaseException) -> QAgentError | None:
+    """One line for a file that cannot be written (disk full, size limit, read-only), else None."""
+    if not isinstance(exc, OSError) or exc.errno not in WRITE_ERRNOS:
+        return None
+    where = f" {exc.filename}" if exc.filename else ""
+    return QAgentError(
+        f"cannot write{where}: {exc.strerror or exc}",
+        hint="free disk space, raise the file-size limit (ulimit -f) or use a writable folder",
     )

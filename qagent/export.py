@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 import qagent
-from qagent.checkpoint import load_run_checkpoint, mismatch_reason
+from qagent.checkpoint import all_finite, load_run_checkpoint, mismatch_reason
 from qagent.components import build_agent
 from qagent.config import RunConfig, resolve_config
 from qagent.envs.atari import is_atari
@@ -247,7 +247,14 @@ def export_checkpoint(
     """
     import onnx
 
+    output = Path(output)
+    check_output_path(output)
     _, checkpoint_path, checkpoint = loaded or load_run_checkpoint(target)
+    if not all_finite(checkpoint["agent"]):
+        raise ExportError(
+            f"the weights in {checkpoint_path} are NaN or infinite: the run diverged before this checkpoint",
+            hint="export an earlier checkpoint (--best, or a checkpoints/step-*.pt file)",
+        )
     config = resolve_config(checkpoint["config"])
     env = make_env(config.env, training=False)
     try:
@@ -267,7 +274,6 @@ def export_checkpoint(
     finally:
         env.close()
 
-    output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = output.with_name(f".{output.name}.tmp")
     try:
@@ -292,6 +298,17 @@ def export_checkpoint(
     finally:
         tmp.unlink(missing_ok=True)
     return ExportReport(path=output, metadata=metadata, parity=parity, checkpoint=checkpoint_path)
+
+
+def check_output_path(output: Path) -> None:
+    """Refuse to replace anything but a regular file: a symlink, a device or a folder is the user's."""
+    if output.is_symlink():
+        raise ExportError(f"{output} is a symbolic link; qagent does not replace it", hint="pass -o a plain file path")
+    if output.exists() and not output.is_file():
+        kind = "a folder" if output.is_dir() else "not a regular file (a device, socket or pipe)"
+        raise ExportError(f"{output} is {kind}; qagent writes ONNX files only", hint="pass -o a plain file path")
+    if output.parent.exists() and not output.parent.is_dir():
+        raise ExportError(f"{output.parent} is a file, so {output} cannot be written", hint="pass -o another path")
 
 
 def _torch_export(export: Exportable, example: np.ndarray, path: Path) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from qagent.errors import CheckpointError
+from qagent.errors import CheckpointError, QAgentError
 
 CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)\.pt$")
 BUFFER_PATTERN = re.compile(r"^buffer-(\d+)(?:[-.][\w-]+)?\.npz$")
@@ -55,11 +55,18 @@ class RunDir:
     def create(cls, runs_dir: Path, name: str) -> RunDir:
         """A new, empty run directory ``runs_dir/name`` (``name-2``, ... if it is taken)."""
         runs_dir = Path(runs_dir)
+        if runs_dir.exists() and not runs_dir.is_dir():
+            raise QAgentError(f"the runs folder {runs_dir} is a file, not a folder", hint="pass --runs-dir FOLDER")
         candidate, n = runs_dir / name, 1
         while candidate.exists():
             n += 1
             candidate = runs_dir / f"{name}-{n}"
-        candidate.mkdir(parents=True)
+        try:
+            candidate.mkdir(parents=True)
+        except OSError as exc:
+            raise QAgentError(
+                f"cannot create the run directory {candidate}: {exc.strerror}", hint="pass --runs-dir FOLDER"
+            ) from None
         return cls(candidate)
 
     @classmethod
@@ -239,14 +246,19 @@ class RunDir:
                 writer.writerow(EPISODES_HEADER)
             writer.writerows(rows)
 
-    def truncate_records(self, step: int) -> None:
-        """Drop records after ``step`` (a resumed run rewrites the steps it replays).
+    def truncate_records(self, step: int, drop_final: bool = False) -> None:
+        """Drop records after ``step`` (a resumed run rewrites the steps it replays), and with
+        ``drop_final`` the final evaluation at ``step`` (a resumed final stage redoes it).
 
         Each file is rewritten whole and renamed over the old one, so a kill here leaves either
         version, never an empty or headerless file.
         """
         if self.evaluations_path.exists():
-            kept = [r for r in self.evaluations() if r["step"] <= step]
+            kept = [
+                r
+                for r in self.evaluations()
+                if r["step"] < step or r["step"] == step and not (drop_final and r.get("final"))
+            ]
             write_atomically(self.evaluations_path, "".join(json.dumps(r) + "\n" for r in kept))
         if self.episodes_path.exists():
             out = io.StringIO()

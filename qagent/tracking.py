@@ -7,9 +7,11 @@ is used (``./mlflow.db``), so ``mlflow ui`` in the same folder shows the runs.
 Tracking must never lose a run: if the store fails mid-run, qagent warns once and goes on;
 the run directory still holds the config, checkpoints, evaluations and episodes.
 
-A run killed with ``kill -9`` and resumed keeps one point per step in MLflow: the loop flushes
-before each checkpoint, a batch never splits a step, and a resumed tracker drops the metrics of
-steps the store already holds (the ones the resumed run replays).
+A run killed with ``kill -9`` and resumed keeps every point exactly once in MLflow. The tracker
+counts the points it has been given per metric, the loop flushes before each checkpoint and
+stores those counts in it, so on resume the store holds, per metric, the checkpoint's count plus
+whatever the killed process flushed after it. The resumed run replays the same steps, and its
+tracker drops that many first points of each metric: the ones the store has already.
 """
 
 from __future__ import annotations
@@ -32,11 +34,18 @@ class Tracker:
 
     run_id: str | None = None
 
+    def __init__(self) -> None:
+        self.logged: dict[str, int] = {}  # points given per metric, since the run began
+
     def start(self, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         """Open a new run."""
 
-    def resume(self, run_id: str, tags: Mapping[str, str]) -> None:
-        """Reopen an earlier run, to continue it."""
+    def resume(self, run_id: str, tags: Mapping[str, str], logged: Mapping[str, int] | None = None) -> None:
+        """Reopen an earlier run, to continue it from a checkpoint.
+
+        :param logged: the checkpoint's :attr:`logged` counts; points the store holds beyond
+            them are the ones the resumed run replays, and are not logged again.
+        """
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Queue metrics at env step ``step``; they are written in batches."""
@@ -64,6 +73,7 @@ class MLflowTracker(Tracker):
     """
 
     def __init__(self, uri: str | None, experiment: str, flush_seconds: float = 10.0) -> None:
+        super().__init__()
         import mlflow
         from mlflow.tracking import MlflowClient
 
@@ -76,7 +86,7 @@ class MLflowTracker(Tracker):
         self._pending: list[Any] = []
         self._last_flush = time.monotonic()
         self._broken = False
-        self._logged_through = -1  # steps up to this one are in the store already (a resumed run)
+        self._replayed: dict[str, int] = {}  # per metric, points a resumed run gives that the store has
         try:
             self.client = MlflowClient(tracking_uri=self.uri)
             found = self.client.get_experiment_by_name(experiment)
@@ -96,32 +106,35 @@ class MLflowTracker(Tracker):
         for i in range(0, len(items), MAX_PARAMS):
             self.client.log_batch(self.run_id, params=items[i : i + MAX_PARAMS])
 
-    def resume(self, run_id: str, tags: Mapping[str, str]) -> None:
+    def resume(self, run_id: str, tags: Mapping[str, str], logged: Mapping[str, int] | None = None) -> None:
         try:
-            self.client.get_run(run_id)
+            stored = self.client.get_run(run_id).data.metrics
         except Exception as exc:  # noqa: BLE001
             raise QAgentError(
                 f"cannot continue MLflow run {run_id} in {self.uri!r}: {_first_line(exc)}",
                 hint="resume with the tracking URI the run was started with, or with --no-track",
             ) from None
         self.run_id = run_id
-        self._logged_through = self._last_logged_step(run_id)
+        if logged is not None:
+            self.logged = {str(k): int(v) for k, v in logged.items()}
+            for key in stored:
+                extra = len(self.client.get_metric_history(run_id, key)) - self.logged.get(key, 0)
+                if extra > 0:
+                    self._replayed[key] = extra
         self.client.update_run(run_id, status="RUNNING")
         for key, value in tags.items():
             self.client.set_tag(run_id, key, value)
 
-    def _last_logged_step(self, run_id: str) -> int:
-        """The highest step of any metric the run holds (-1 for none)."""
-        keys = self.client.get_run(run_id).data.metrics
-        return max((m.step for key in keys for m in self.client.get_metric_history(run_id, key)), default=-1)
-
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         from mlflow.entities import Metric
 
-        if step <= self._logged_through:
-            return  # a resumed run replaying steps the store holds from before the kill
         stamp = int(time.time() * 1000)
-        self._pending.extend(Metric(k, float(v), stamp, step) for k, v in metrics.items())
+        for key, value in metrics.items():
+            self.logged[key] = self.logged.get(key, 0) + 1
+            if self._replayed.get(key):
+                self._replayed[key] -= 1  # the store has this point from before the kill
+                continue
+            self._pending.append(Metric(key, float(value), stamp, step))
         if len(self._pending) >= MAX_BATCH or time.monotonic() - self._last_flush > self.flush_seconds:
             self.flush()
 
@@ -131,8 +144,8 @@ class MLflowTracker(Tracker):
         if self._broken or self.run_id is None:
             return
         try:
-            for batch in step_whole_batches(pending, MAX_BATCH):
-                self.client.log_batch(self.run_id, metrics=batch)
+            for i in range(0, len(pending), MAX_BATCH):
+                self.client.log_batch(self.run_id, metrics=pending[i : i + MAX_BATCH])
         except Exception as exc:  # noqa: BLE001 - keep training; the run directory has the records
             self._fail(exc)
 
@@ -162,33 +175,6 @@ class MLflowTracker(Tracker):
             f"MLflow logging failed ({_first_line(exc)}); training goes on and the run directory keeps its records",
             stacklevel=3,
         )
-
-
-def step_whole_batches(metrics: list[Any], limit: int) -> list[list[Any]]:
-    """Consecutive batches of at most ``limit`` metrics that never split one step's metrics
-    (unless a single step has more than ``limit``), so a kill between two batches leaves
-    whole steps in the store."""
-    batches: list[list[Any]] = []
-    current: list[Any] = []
-    for i, metric in enumerate(metrics):
-        step_starts = i == 0 or metric.step != metrics[i - 1].step
-        if step_starts and current and len(current) + _step_size(metrics, i) > limit:
-            batches.append(current)
-            current = []
-        if len(current) == limit:
-            batches.append(current)
-            current = []
-        current.append(metric)
-    if current:
-        batches.append(current)
-    return batches
-
-
-def _step_size(metrics: list[Any], start: int) -> int:
-    end = start
-    while end < len(metrics) and metrics[end].step == metrics[start].step:
-        end += 1
-    return end - start
 
 
 def _param_value(value: Any) -> str:

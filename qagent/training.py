@@ -12,6 +12,7 @@ target update anywhere inside a chunk sees the same weights.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import shutil
 import sys
@@ -19,14 +20,13 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import qagent
-from qagent.checkpoint import load_run_checkpoint, mismatch_reason, save_checkpoint
+from qagent.checkpoint import all_finite, load_run_checkpoint, mismatch_reason, save_checkpoint
 from qagent.collector import BackgroundCollector, Collector, Episode, SharedReplay
 from qagent.components import build_agent, build_exploration, build_replay, seed_streams
 from qagent.config import RunConfig, flatten
@@ -41,17 +41,6 @@ from qagent.tracking import Tracker
 
 class NonFiniteError(QAgentError):
     """The loss or the Q-values became NaN or infinite: the run diverged."""
-
-
-def all_finite(tree: Any) -> bool:
-    """Whether every floating-point tensor in a (nested) state dict is finite."""
-    if isinstance(tree, torch.Tensor):
-        return not tree.is_floating_point() or bool(torch.isfinite(tree).all())
-    if isinstance(tree, dict):
-        return all(all_finite(v) for v in tree.values())
-    if isinstance(tree, (list, tuple)):
-        return all(all_finite(v) for v in tree)
-    return True
 
 
 def crossings(start: int, end: int, every: int) -> int:
@@ -70,7 +59,7 @@ def configure_torch(threads: int | None) -> None:
     torch.set_flush_denormal(True)
 
 
-@dataclass
+@dataclasses.dataclass
 class MetricWindow:
     """Sums of per-update metrics since the last log line."""
 
@@ -98,7 +87,7 @@ class MetricWindow:
         return out
 
 
-@dataclass
+@dataclasses.dataclass
 class TrainResult:
     """What a call to :meth:`Trainer.train` did."""
 
@@ -165,6 +154,7 @@ class Trainer:
         self._clock = (time.perf_counter(), 0)  # (time, step) at which steps/s counting restarted
         self._last_video_step = -1
         self._saved_step = -1  # step of the newest checkpoint written
+        self._final_done = False  # the final evaluation and video of this run's length are done
         self._mid_chunk = False  # a chunk is half done: the state is not one to checkpoint
         self._warned_nonfinite = False
 
@@ -189,6 +179,8 @@ class Trainer:
         total = self.config.train.total_steps
         start_step, train_seconds = self.step, 0.0
         self._clock = (time.perf_counter(), self.step)
+        if not self.done():
+            self._final_done = False  # a run continued for longer evaluates at its new end
         if self.config.train.async_collection:
             lead = max(self.config.agent.train_freq, self.collector.num_envs)
             self.background = BackgroundCollector(self.collector, self.agent.q_net, self.collected, lead)
@@ -291,11 +283,12 @@ class Trainer:
         """Final evaluation (unless interrupted), checkpoint, artifacts and run status."""
         if interrupted:
             self._print(f"[yellow]interrupted at step {self.step}[/]; writing a checkpoint")
-        else:
+        elif not self._final_done:  # done already when a kill came after the final checkpoint
             if self.config.eval.final_episodes:
                 self.evaluate(self.config.eval.final_episodes, final=True)
             if self.config.eval.video_every and self._last_video_step != self.step:
                 self.record_video()
+            self._final_done = True
         checkpoint = self.save_checkpoint()
         self.tracker.log_artifact(self.run.config_path)
         curve = self._plot_learning_curve()
@@ -451,6 +444,9 @@ class Trainer:
             "last_eval": self.last_eval,
             "best_eval": self.best_eval,
             "mlflow_run_id": self.tracker.run_id,
+            "tracking": {"logged": dict(self.tracker.logged)},
+            "windows": [dataclasses.asdict(window) for window in self.metric_windows()],
+            "final_done": self._final_done,
         }
 
     @contextlib.contextmanager
@@ -507,6 +503,11 @@ class Trainer:
         self.episodes = int(checkpoint["episodes"])
         self.last_eval = checkpoint.get("last_eval")
         self.best_eval = checkpoint.get("best_eval")
+        for window, sums in zip(self.metric_windows(), checkpoint.get("windows", []), strict=False):
+            for field in dataclasses.fields(window):  # the log window in progress, so logged means match
+                if field.name in sums:
+                    setattr(window, field.name, type(getattr(window, field.name))(sums[field.name]))
+        self._final_done = bool(checkpoint.get("final_done", self.step >= self.config.train.total_steps))
         buffer_file = checkpoint.get("buffer_file")
         if buffer_file is not None and not (isinstance(buffer_file, str) and BUFFER_PATTERN.match(buffer_file)):
             raise CheckpointError(
@@ -526,7 +527,8 @@ class Trainer:
                 "(train with --save-buffer for an exact resume)",
                 stacklevel=2,
             )
-        self.run.truncate_records(self.step)
+        # A kill during the final stage left its evaluation record behind: it is done again.
+        self.run.truncate_records(self.step, drop_final=not self._final_done)
 
 
 # ---------------------------------------------------------------------- resume checks
@@ -645,13 +647,15 @@ def resume_training(
             "cannot resume: " + "; ".join(changes) + ", and the saved state does not fit the new shape",
             hint="start a new run for a different env or network",
         )
-    if checkpoint["step"] >= config.train.total_steps:
+    # A run killed in its final stage (evaluation, artifacts) resumes to finish it.
+    finished = run.read_meta().get("status") == "finished"
+    if checkpoint["step"] >= config.train.total_steps and finished:
         raise CheckpointError(
             f"run {run.root} already reached train.total_steps ({checkpoint['step']})",
             hint=f"continue it for longer with --set train.total_steps={2 * config.train.total_steps}",
         )
     limit = config.train.max_episodes
-    if limit is not None and checkpoint["episodes"] >= limit:
+    if limit is not None and checkpoint["episodes"] >= limit and finished:
         raise CheckpointError(
             f"run {run.root} already reached train.max_episodes ({checkpoint['episodes']})",
             hint=f"continue it for longer with --set train.max_episodes={2 * limit}",
@@ -674,7 +678,7 @@ def resume_training(
             run_id = checkpoint.get("mlflow_run_id") or meta.get("mlflow_run_id")
             trainer.tracker = tracker
             if run_id and config.tracking.enabled:
-                tracker.resume(run_id, tags)
+                tracker.resume(run_id, tags, logged=checkpoint.get("tracking", {}).get("logged"))
             else:
                 tracker.start(run.root.name, config.flat(), tags)
             run.update_meta(status="running", mlflow_run_id=tracker.run_id, tracking_uri=getattr(tracker, "uri", None))

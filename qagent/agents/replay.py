@@ -94,6 +94,17 @@ def observation_layout(space: gym.Space) -> tuple[tuple[int, ...], np.dtype]:
     raise TypeError(f"unsupported observation space {space}")
 
 
+# Bytes per slot beside its frame: episode position, action, reward, two flags, valid, transition id.
+SLOT_OVERHEAD_BYTES = 1 + 4 + 4 + 1 + 1 + 1 + 8
+
+
+def replay_bytes(capacity: int, observation_space: gym.Space, stack: int | None = None) -> int:
+    """Memory a :class:`ReplayBuffer` of ``capacity`` slots allocates (before priorities)."""
+    shape, dtype = observation_layout(observation_space)
+    frame_shape = shape[1:] if stack is not None else shape
+    return int(capacity) * (int(np.prod(frame_shape, dtype=np.int64)) * dtype.itemsize + SLOT_OVERHEAD_BYTES)
+
+
 class ReplayBuffer:
     """Uniform replay storing each observation (or frame) once.
 
