@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from qagent.serve import metadata as md
 from qagent.serve.goals import GoalEncoding, GoalKeeper, GoalTest, choose_goal
-from qagent.serve.policy import InputError, Policy, PolicySession
+from qagent.serve.policy import Failure, InputError, Policy, PolicySession, check_graph_tensor
 
 CONTROLLER_INPUT = "controller_obs"
 META_OUTPUT = "meta_q_values"
@@ -26,16 +27,36 @@ META_OUTPUT = "meta_q_values"
 class HierarchicalPolicy(Policy):
     """An exported h-DQN: goals from the meta-controller, actions from the controller."""
 
-    def __init__(self, session: Any, metadata: dict[str, Any], path: str | None = None) -> None:
-        super().__init__(session, metadata, path)
-        hierarchy = metadata["hierarchy"]
-        self.test = GoalTest(hierarchy["goal_space"])
+    graph_inputs = (md.INPUT_NAME, CONTROLLER_INPUT)
+    graph_outputs = (*md.OUTPUT_NAMES, META_OUTPUT)
+
+    def _read_metadata(self, fail: Failure) -> None:
+        super()._read_metadata(fail)
+        hierarchy = self.metadata["hierarchy"]
+        if not isinstance(hierarchy, dict) or not isinstance(hierarchy.get("goal_space"), dict):
+            raise fail("its metadata's 'hierarchy' has no 'goal_space'")
+        try:
+            self.test = GoalTest(hierarchy["goal_space"])
+            self.encoding = GoalEncoding.from_description(
+                hierarchy.get("goal_encoding"), self.metadata["observation"], self.test.n_goals
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise fail(f"its metadata's hierarchy is not a goal space qagent.serve can run ({exc})") from None
         self.goals = self.test.goals
         self.n_goals = self.test.n_goals
-        self.max_option_steps: int | None = hierarchy.get("max_option_steps")
-        self.encoding = GoalEncoding.from_description(
-            hierarchy.get("goal_encoding"), metadata["observation"], self.n_goals
+        steps = hierarchy.get("max_option_steps")
+        if steps is not None and not (isinstance(steps, int) and not isinstance(steps, bool) and steps > 0):
+            raise fail(f"its metadata's max_option_steps {steps!r} is not a positive integer")
+        self.max_option_steps: int | None = steps
+
+    def _check_graph(self, fail: Failure) -> None:
+        super()._check_graph(fail)
+        inputs = {arg.name: arg for arg in self._session.get_inputs()}
+        outputs = {arg.name: arg for arg in self._session.get_outputs()}
+        check_graph_tensor(
+            inputs[CONTROLLER_INPUT], self.encoding.dtype.name, (None, *self.encoding.shape), fail, "the goal encoding"
         )
+        check_graph_tensor(outputs[META_OUTPUT], "float32", (None, self.n_goals), fail, "the number of goals")
 
     def _run(self, batch: np.ndarray, controller_obs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         q_values, actions, meta_q = self._session.run(
@@ -102,7 +123,7 @@ class HierarchicalSession(PolicySession):
         super().reset()
         self.keeper.reset()
 
-    def step(self, frame: Any, goal_input: Any = None) -> tuple[int, np.ndarray]:
+    def _step(self, frame: Any, goal_input: Any) -> tuple[int, np.ndarray]:
         """``(action, q_values)`` for the next observation; ``goal_input`` when the goal test needs it."""
         obs = self.observation(frame)
         x = self.policy.goal_input(obs, goal_input)
@@ -115,6 +136,13 @@ class HierarchicalSession(PolicySession):
         q_values = self.policy.controller_q_values(obs[None], np.array([goal]))[0]
         self.steps += 1
         return int(q_values.argmax()), q_values
+
+    def snapshot(self) -> Any:
+        return super().snapshot(), self.keeper.goal, self.keeper.option_steps, self.new_goal
+
+    def restore(self, state: Any) -> None:
+        base, self.keeper.goal, self.keeper.option_steps, self.new_goal = state
+        super().restore(base)
 
     @property
     def goal(self) -> str | None:

@@ -84,10 +84,26 @@ def dumps(metadata: dict[str, Any]) -> str:
     return json.dumps(metadata, allow_nan=False, sort_keys=False)
 
 
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def loads(text: str) -> dict[str, Any]:
-    data = json.loads(text)
+    """Parse metadata; a ``ValueError`` with a message when it is not a qagent policy's metadata.
+
+    The document is data: what it names (plugins, modules) is never imported.
+    """
+    try:
+        data = json.loads(text, parse_constant=_no_constants)
+    except RecursionError:
+        raise ValueError("the qagent metadata is nested too deeply to be policy metadata") from None
+    except ValueError as exc:
+        raise ValueError(f"the qagent metadata is not valid JSON ({exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise ValueError("not qagent policy metadata")
-    if int(data.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"policy metadata version {data['format_version']} is newer than this qagent reads")
+    version = data.get("format_version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"policy metadata has format_version {version!r}, not an integer")
+    if version > FORMAT_VERSION:
+        raise ValueError(f"policy metadata version {version} is newer than this qagent reads")
     return data
