@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import http.client
 import json
 import random
@@ -139,40 +140,97 @@ def test_loading_errors(tmp_path):
         Policy.load(plain)
 
 
-def test_session_store_expiry_and_limits(exported_cartpole):
+def test_session_store_expiry_and_least_recently_used_eviction(exported_cartpole):
     now = [0.0]
     store = SessionStore(Policy.load(exported_cartpole[1].path), ttl=10, max_sessions=2, clock=lambda: now[0])
     a = store.create()
-    store.create()
+    b = store.create()
+    now[0] = 1.0
+    store.get(a)  # a is now the most recently used
+    c = store.create()  # at the cap: b, the least recently used, ends; nobody is locked out
+    assert store.evicted == 1 and len(store) == 2
     with pytest.raises(HttpError) as info:
-        store.create()
-    assert info.value.status == 429
+        store.get(b)
+    assert info.value.status == 404 and "to make room" in info.value.message
     now[0] = 5.0
     store.get(a)  # touching keeps it alive
     now[0] = 12.0
-    assert len(store) == 1
+    assert len(store) == 1  # c (last used at 1.0) expired; a (5.0) did not
+    with pytest.raises(HttpError):
+        store.get(c)
     now[0] = 30.0
     with pytest.raises(HttpError) as info:
         store.get(a)
     assert info.value.status == 404 and len(store) == 0
 
 
+def test_a_burst_of_session_creations_locks_nobody_out(exported_cartpole):
+    store = SessionStore(Policy.load(exported_cartpole[1].path), ttl=600, max_sessions=100)
+    ids = [store.create() for _ in range(1000)]
+    assert len(store) == 100 and store.evicted == 900
+    store.get(ids[-1])
+    store.create()  # a new client still gets a session
+    with pytest.raises(HttpError):
+        store.get(ids[0])
+
+
 # ---------------------------------------------------------------------- the HTTP server
+
+
+@contextlib.contextmanager
+def serving(policy: Policy, **options):
+    """A real server for ``policy`` on 127.0.0.1 (a free port) in a thread, stopped on exit."""
+    srv = PolicyServer(policy, ("127.0.0.1", 0), ServerOptions(**options))
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield srv
+    finally:
+        srv.shutdown()
+        srv.server_close()
 
 
 @pytest.fixture
 def server(exported_cartpole):
     policy = Policy.load(exported_cartpole[1].path)
-    srv = PolicyServer(
-        policy,
-        ("127.0.0.1", 0),
-        ServerOptions(model_name="cartpole", max_body_bytes=64 * 1024, max_batch=64, workers=2),
-    )
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving(policy, model_name="cartpole", max_body_bytes=64 * 1024, max_batch=64, workers=2) as srv:
+        yield srv
+
+
+def exchange(port: int, data: bytes, half_close: bool = False) -> list[tuple[int, dict[str, str], bytes]]:
+    """Send raw ``data`` on a new connection, read until the server closes it, split the answers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(data)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(1 << 16):
+            received += chunk
+    return split_responses(received)
+
+
+def split_responses(data: bytes) -> list[tuple[int, dict[str, str], bytes]]:
+    """``(status, headers, body)`` of each HTTP/1.x response in ``data`` (none of them to a HEAD)."""
+    responses = []
+    while data:
+        head, blank, rest = data.partition(b"\r\n\r\n")
+        assert blank and head.startswith(b"HTTP/1."), f"not an HTTP response: {data[:120]!r}"
+        lines = head.decode("latin-1").split("\r\n")
+        headers = {key.strip().lower(): value.strip() for key, value in (line.split(":", 1) for line in lines[1:])}
+        length = int(headers.get("content-length", "0"))
+        assert len(rest) >= length, "response body cut short"
+        responses.append((int(lines[0].split()[1]), headers, rest[:length]))
+        data = rest[length:]
+    return responses
+
+
+def http_request(method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> bytes:
+    """The bytes of one HTTP/1.1 request (a Content-Length whenever there is a body)."""
+    lines = [f"{method} {path} HTTP/1.1", "Host: 127.0.0.1"]
+    lines += [f"{key}: {value}" for key, value in (headers or {}).items()]
+    if body:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def call(port: int, method: str, path: str, body=None, raw: bytes | None = None, headers=None, conn=None):

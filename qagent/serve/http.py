@@ -21,18 +21,27 @@ POST     /v2/models/{name}[/versions/1]/infer    inference
 =======  ======================================  ==========================================
 
 Request bodies are read as JSON whatever their Content-Type (so ``curl -d`` works).
-Bad requests get a 4xx answer with ``{"error": "..."}``, never a 5xx: malformed JSON, missing
-fields, wrong shapes or dtypes, NaN or infinity, unknown models or sessions, wrong methods and
-bodies over the size limit.
+Bad requests get a 4xx answer with ``{"error": "..."}`` (and a ``"hint"`` where one helps),
+never a 500: malformed request lines and headers, malformed JSON, missing fields, wrong shapes
+or dtypes, NaN or infinity, Q-values that overflow, unknown models or sessions, wrong methods
+and bodies over the size limit. The one 5xx is 503 (with ``Retry-After``) when more request
+bytes are in flight than ``max_inflight_bytes`` allows.
+
+Framing: every request's declared body is read (GET and DELETE, unknown paths and wrong
+methods included) or the connection is closed after the answer, so a body never turns into a
+second request. Transfer-Encoding (chunked bodies) is refused and closes the connection.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import json
+import math
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -48,17 +57,27 @@ import numpy as np
 
 from qagent.serve import metadata as md
 from qagent.serve.hierarchy import HierarchicalPolicy
-from qagent.serve.policy import InputError, Policy, PolicySession, as_numeric_array
+from qagent.serve.policy import MAX_RANK, SERVABLE_DTYPES, InputError, Policy, PolicySession, as_numeric_array
+
+REQUEST_LINE_HINT = "send 'METHOD /path HTTP/1.1', then the headers, then an empty line"
+LINGER_SECONDS = 1.0
+"""After its answer, a closing connection reads and drops what the client still sends for this long."""
 
 
 class HttpError(Exception):
-    """An answer other than 200, with a message for the client."""
+    """An answer other than 200, with a message (and a hint) for the client."""
 
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None, hint: str | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.headers = headers or {}
+        self.hint = hint
+
+    def payload(self) -> dict[str, str]:
+        return {"error": self.message, **({"hint": self.hint} if self.hint else {})}
 
 
 @dataclass
@@ -69,20 +88,86 @@ class ServerOptions:
     """The name clients use in v2 URLs."""
     max_body_bytes: int = 8 << 20
     """Larger request bodies are refused with 413 before they are read."""
+    max_inflight_bytes: int | None = None
+    """Request body bytes being read and parsed at once, over all connections (default: 4 x
+    ``max_body_bytes``). Parsing JSON costs several times a body's size, so this bounds the
+    server's memory; a request that does not fit waits up to ``inflight_wait`` seconds, then
+    gets 503 with ``Retry-After``."""
+    inflight_wait: float = 1.0
+    """Seconds a request waits for room under ``max_inflight_bytes``."""
     max_batch: int = 4096
-    """Larger batches are refused with 413."""
+    """Larger batches are refused with 413 (counted before any array is built)."""
     session_ttl: float = 600.0
     """Seconds a session may stay idle before it expires."""
     max_sessions: int = 10_000
-    """Open sessions at most; more are refused with 429."""
+    """Open sessions at most; creating one more ends the least recently used."""
     workers: int = os.cpu_count() or 1
     """Inferences run at the same time (threads; extra requests wait their turn)."""
+    listen_backlog: int = 1024
+    """Connections the kernel queues before the server accepts them."""
     access_log: bool = False
     """Log every request to stderr."""
 
+    def __post_init__(self) -> None:
+        if self.max_inflight_bytes is None:
+            self.max_inflight_bytes = 4 * self.max_body_bytes
+        problems = [
+            f"{name} must be at least {low}, got {value!r}"
+            for name, value, low in (
+                ("max_body_bytes", self.max_body_bytes, 1),
+                ("max_inflight_bytes", self.max_inflight_bytes, self.max_body_bytes),
+                ("max_batch", self.max_batch, 1),
+                ("max_sessions", self.max_sessions, 1),
+                ("workers", self.workers, 1),
+                ("listen_backlog", self.listen_backlog, 1),
+            )
+            if not value >= low
+        ]
+        if not (self.session_ttl > 0 and math.isfinite(self.session_ttl)):
+            problems.append(f"session_ttl must be a positive number of seconds, got {self.session_ttl!r}")
+        if not (self.inflight_wait >= 0 and math.isfinite(self.inflight_wait)):
+            problems.append(f"inflight_wait must be a number of seconds >= 0, got {self.inflight_wait!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+class ByteBudget:
+    """Bytes in flight over all requests: :meth:`acquire` waits (briefly) for room, :meth:`release` frees it."""
+
+    def __init__(self, capacity: int, wait: float) -> None:
+        self.capacity = capacity
+        self.wait = wait
+        self.in_use = 0
+        self._room = threading.Condition()
+
+    def acquire(self, size: int) -> bool:
+        """Take ``size`` bytes (at most :attr:`capacity`); False when there was no room in time."""
+        with self._room:
+            if not self._room.wait_for(lambda: self.in_use + size <= self.capacity, timeout=self.wait):
+                return False
+            self.in_use += size
+            return True
+
+    def release(self, size: int) -> None:
+        with self._room:
+            self.in_use -= size
+            self._room.notify_all()
+
+
+@dataclass
+class _Session:
+    state: PolicySession
+    lock: threading.Lock
+    used: float
+
 
 class SessionStore:
-    """Sessions by id; a session idle for ``ttl`` seconds expires."""
+    """Sessions by id, least recently used first; a session idle for ``ttl`` seconds expires.
+
+    At ``max_sessions``, creating a session ends the least recently used one, so a burst of
+    creations can never lock new clients out. Expiry pops from the old end while the oldest is
+    expired: O(1) amortised per call, never a scan.
+    """
 
     def __init__(
         self, policy: Policy, ttl: float, max_sessions: int, clock: Callable[[], float] = time.monotonic
@@ -91,41 +176,57 @@ class SessionStore:
         self.ttl = ttl
         self.max_sessions = max_sessions
         self.clock = clock
-        self._sessions: dict[str, tuple[PolicySession, threading.Lock, float]] = {}
+        self.evicted = 0
+        """Sessions ended early to make room for new ones."""
+        self._sessions: collections.OrderedDict[str, _Session] = collections.OrderedDict()
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         with self._lock:
-            self._purge()
+            self._purge(self.clock())
             return len(self._sessions)
 
-    def _purge(self) -> None:
-        now = self.clock()
-        for sid in [sid for sid, (_, _, used) in self._sessions.items() if now - used > self.ttl]:
-            del self._sessions[sid]
+    def _purge(self, now: float) -> None:
+        sessions = self._sessions
+        while sessions and now - next(iter(sessions.values())).used > self.ttl:
+            sessions.popitem(last=False)
 
     def create(self) -> str:
+        state = self.policy.session()
         with self._lock:
-            self._purge()
-            if len(self._sessions) >= self.max_sessions:
-                raise HttpError(429, f"too many open sessions ({self.max_sessions}); delete finished ones")
+            now = self.clock()
+            self._purge(now)
+            while len(self._sessions) >= self.max_sessions:
+                self._sessions.popitem(last=False)
+                self.evicted += 1
             sid = uuid.uuid4().hex
-            self._sessions[sid] = (self.policy.session(), threading.Lock(), self.clock())
+            self._sessions[sid] = _Session(state, threading.Lock(), now)
             return sid
 
     def get(self, sid: str) -> tuple[PolicySession, threading.Lock]:
         with self._lock:
-            self._purge()
-            if sid not in self._sessions:
-                raise HttpError(404, f"unknown or expired session {sid!r}")
-            session, lock, _ = self._sessions[sid]
-            self._sessions[sid] = (session, lock, self.clock())
-            return session, lock
+            now = self.clock()
+            self._purge(now)
+            entry = self._sessions.get(sid)
+            if entry is None:
+                raise _unknown_session(sid)
+            entry.used = now
+            self._sessions.move_to_end(sid)
+            return entry.state, entry.lock
 
     def delete(self, sid: str) -> None:
         with self._lock:
             if self._sessions.pop(sid, None) is None:
-                raise HttpError(404, f"unknown or expired session {sid!r}")
+                raise _unknown_session(sid)
+
+
+def _unknown_session(sid: str) -> HttpError:
+    shown = sid if len(sid) <= 64 else sid[:64] + "..."
+    return HttpError(
+        404,
+        f"unknown session {shown!r}: it never existed, expired, was deleted or was ended to make room",
+        hint="create a session with POST /v1/sessions",
+    )
 
 
 class PolicyServer(ThreadingHTTPServer):
@@ -139,6 +240,8 @@ class PolicyServer(ThreadingHTTPServer):
         self.options = options or ServerOptions()
         self.sessions = SessionStore(policy, self.options.session_ttl, self.options.max_sessions)
         self.inference = threading.BoundedSemaphore(max(1, self.options.workers))
+        self.body_budget = ByteBudget(int(self.options.max_inflight_bytes or 0), self.options.inflight_wait)
+        self.request_queue_size = self.options.listen_backlog  # socketserver's listen() backlog
         self.active = 0
         self._active_lock = threading.Lock()
         super().__init__(address, PolicyRequestHandler)
@@ -161,6 +264,30 @@ class PolicyServer(ThreadingHTTPServer):
         deadline = time.monotonic() + timeout
         while self.active and time.monotonic() < deadline:
             time.sleep(0.01)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Close gracefully: stop sending, then drop what the client still sends (bounded in bytes and time).
+
+        Closing a socket with unread bytes makes the kernel reset the connection, and a client may
+        then lose the answer it was about to read (a 413, say).
+        """
+        try:
+            request.shutdown(socket.SHUT_WR)
+            request.settimeout(LINGER_SECONDS)
+            left = 2 * self.options.max_body_bytes + (64 << 10)
+            while left > 0:
+                chunk = request.recv(min(64 << 10, left))
+                if not chunk:
+                    break
+                left -= len(chunk)
+        except OSError:
+            pass
+        self.close_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], OSError):
+            return  # the client went away or stalled: nothing to tell anyone
+        super().handle_error(request, client_address)
 
 
 Route = tuple[re.Pattern[str], dict[str, str]]
@@ -192,103 +319,187 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
     timeout = 30  # seconds a client may stay silent mid-request (slow clients cannot pin threads)
     disable_nagle_algorithm = True  # else headers and body wait on the client's delayed ACK (~40 ms)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
-        self._dispatch("GET")
+    # ------------------------------------------------------------------ framing
 
-    def do_POST(self) -> None:  # noqa: N802
-        self._dispatch("POST")
+    def handle_one_request(self) -> None:
+        """Read one request and answer it; any method goes to :meth:`_dispatch` (so unknown ones get a 405)."""
+        try:
+            line = self.rfile.readline(65537)
+            for _ in range(8):  # RFC 9112 2.2: ignore empty lines before a request line
+                if line not in (b"\r\n", b"\n"):
+                    break
+                line = self.rfile.readline(65537)
+            self.raw_requestline = line
+            if not line:
+                self.close_connection = True
+                return
+            if len(line) > 65536:
+                self.requestline, self.request_version, self.command = "", "", ""
+                self.send_error(414, "the request line is longer than 65536 bytes")
+                return
+            if not self.parse_request():
+                return  # the refusal is sent
+            self._dispatch(self.command)
+            self.wfile.flush()
+        except TimeoutError:
+            self.close_connection = True  # a read or a write timed out: drop the connection
 
-    def do_DELETE(self) -> None:  # noqa: N802
-        self._dispatch("DELETE")
+    def parse_request(self) -> bool:
+        """http.server's parsing, minus HTTP/0.9 (refused before it waits for headers that never come)."""
+        words = str(self.raw_requestline, "iso-8859-1").split()
+        if len(words) != 3:
+            self.command, self.request_version = None, "HTTP/1.0"
+            self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+            what = "an HTTP/0.9 request line" if len(words) == 2 else f"a malformed request line {self.requestline!r}"
+            self.send_error(400, f"{what[:200]}; qagent serve speaks HTTP/1.1")
+            return False
+        if not super().parse_request():
+            return False
+        if not METHOD.fullmatch(self.command):
+            self.send_error(400, f"{self.command[:50]!r} is not an HTTP method")
+            return False
+        if self.headers.defects or self.headers.get_payload():  # e.g. "Content-Length : 5", a line without ':'
+            self.send_error(400, "a malformed header line; each is 'Name: value', with no space before the ':'")
+            return False
+        return True
 
-    def do_PUT(self) -> None:  # noqa: N802
-        self._dispatch("PUT")
+    def handle_expect_100(self) -> bool:
+        """Refuse a body the client has not sent yet (before ``100 Continue``) when it would be refused anyway."""
+        try:
+            self._body_length()
+        except HttpError as exc:
+            self._send(exc.status, exc.payload(), exc.headers)
+            return False
+        return super().handle_expect_100()
 
-    def do_PATCH(self) -> None:  # noqa: N802
-        self._dispatch("PATCH")
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """http.server's own refusals (request line, headers) as JSON, like every answer; the connection closes."""
+        self.close_connection = True
+        if self.request_version in (None, "", "HTTP/0.9"):
+            self.request_version = "HTTP/1.0"  # so a status line and headers are written
+        text = message or self.responses.get(code, ("bad request",))[0]
+        if code == 505:  # HTTP/2 and later
+            code, text = 400, f"{text}; qagent serve speaks HTTP/1.1"
+        elif code >= 500:
+            code = 400
+        if explain:
+            text = f"{text}: {explain}"
+        self._send(code, {"error": text, "hint": REQUEST_LINE_HINT})
 
-    def do_HEAD(self) -> None:  # noqa: N802
-        self._dispatch("HEAD")
+    def _body_length(self) -> int:
+        """The declared body size; an error that closes the connection when the framing is not one we read."""
+        if "Transfer-Encoding" in self.headers:
+            self.close_connection = True
+            raise HttpError(
+                411,
+                "Transfer-Encoding (chunked request bodies) is not supported",
+                hint="send the body with a Content-Length header",
+            )
+        values = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if not values:
+            return 0
+        value = values.pop()
+        if values or not re.fullmatch(r"[0-9]{1,19}", value):
+            self.close_connection = True
+            shown = ", ".join(repr(v[:40]) for v in sorted({value, *values}))
+            raise HttpError(400, f"invalid Content-Length {shown}", hint="one Content-Length: the body's size in bytes")
+        length = int(value)
+        limit = self.server.options.max_body_bytes
+        if length > limit:
+            self.close_connection = True  # the body stays unread
+            raise HttpError(
+                413,
+                f"request body of {length} bytes exceeds the limit of {limit}",
+                hint="send fewer observations per request, or obs_b64 for images (see --max-body)",
+            )
+        return length
 
-    def do_OPTIONS(self) -> None:  # noqa: N802
-        self._dispatch("OPTIONS")
+    def _read_exactly(self, length: int, keep: bool = True) -> bytes:
+        """``length`` body bytes (dropped in pieces when not ``keep``); an early end closes the connection."""
+        chunks, left = [], length
+        while left:
+            chunk = self.rfile.read(left if keep else min(left, 64 << 10))
+            if not chunk:
+                self.close_connection = True
+                raise HttpError(400, f"request body ended after {length - left} of {length} bytes")
+            left -= len(chunk)
+            if keep:
+                chunks.append(chunk)
+        return b"".join(chunks)
 
     # ------------------------------------------------------------------ plumbing
 
     def _dispatch(self, method: str) -> None:
         self.server.track(+1)
+        reserved = 0
         try:
-            name, params = self._route(method)
-            body = self._read_body(required=name not in BODY_OPTIONAL) if method == "POST" else None
-            status, payload = getattr(self, name)(body, **params)
-            self._send(status, payload)
-        except HttpError as exc:
-            self._send(exc.status, {"error": exc.message}, exc.headers)
-        except InputError as exc:
-            self._send(422, {"error": str(exc)})
-        except Exception:  # noqa: BLE001 - a bug: say so, keep serving
-            traceback.print_exc(file=sys.stderr)
-            self._send(500, {"error": "internal server error"})
+            try:
+                length = self._body_length()
+                if length:
+                    if not self.server.body_budget.acquire(length):
+                        self._read_exactly(length, keep=False)
+                        raise HttpError(
+                            503,
+                            "the server is busy: it is reading as many request bytes as it may (--max-inflight)",
+                            {"Retry-After": "1"},
+                            hint="retry in a second",
+                        )
+                    reserved = length
+                raw = self._read_exactly(length)
+                name, params = self._route(method)
+                body = None
+                if method == "POST":
+                    if "Content-Length" not in self.headers and name not in BODY_OPTIONAL:
+                        self.close_connection = True
+                        raise HttpError(411, "a POST body needs a Content-Length header")
+                    body = parse_json_body(raw, required=name not in BODY_OPTIONAL)
+                status, payload = getattr(self, name)(body, **params)
+                headers: dict[str, str] = {}
+                data = json.dumps(payload, allow_nan=False).encode()
+            except HttpError as exc:
+                status, headers, data = exc.status, exc.headers, json.dumps(exc.payload()).encode()
+            except InputError as exc:
+                status, headers, data = 422, {}, json.dumps({"error": str(exc)}).encode()
+            except OSError:
+                self.close_connection = True
+                raise
+            except Exception:  # noqa: BLE001 - a bug: say so, keep serving
+                traceback.print_exc(file=sys.stderr)
+                status, headers, data = 500, {}, json.dumps({"error": "internal server error"}).encode()
+            self._send_bytes(status, data, headers)
         finally:
+            if reserved:
+                self.server.body_budget.release(reserved)
             self.server.track(-1)
 
     def _route(self, method: str) -> tuple[str, dict[str, str]]:
-        path = urlsplit(self.path).path.rstrip("/") or "/"
+        try:
+            path = urlsplit(self.path).path.rstrip("/") or "/"
+        except ValueError:  # "http://[" is not a URL
+            raise HttpError(400, f"invalid request target {self.path[:100]!r}") from None
         for pattern, methods in ROUTES:
             match = pattern.fullmatch(path)
             if match:
                 if method not in methods:
                     allowed = ", ".join(sorted(methods))
-                    raise HttpError(405, f"{method} is not allowed on {path}; use {allowed}", {"Allow": allowed})
+                    raise HttpError(
+                        405, f"{method[:50]} is not allowed on {path[:200]}; use {allowed}", {"Allow": allowed}
+                    )
                 return methods[method], {k: v for k, v in match.groupdict().items()}
-        raise HttpError(404, f"no endpoint at {path}; see GET /v1/metadata and the v2 routes")
-
-    def _read_body(self, required: bool) -> dict[str, Any]:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            self.close_connection = True
-            raise HttpError(411, "chunked request bodies are not supported; send a Content-Length")
-        length_header = self.headers.get("Content-Length")
-        if length_header is None:
-            if required:
-                self.close_connection = True
-                raise HttpError(411, "a POST body needs a Content-Length header")
-            return {}
-        try:
-            length = int(length_header)
-            if length < 0:
-                raise ValueError
-        except ValueError:
-            self.close_connection = True
-            raise HttpError(400, f"invalid Content-Length {length_header!r}") from None
-        if length > self.server.options.max_body_bytes:
-            self.close_connection = True  # the body stays unread
-            raise HttpError(
-                413, f"request body of {length} bytes exceeds the limit of {self.server.options.max_body_bytes}"
-            )
-        raw = self.rfile.read(length) if length else b""
-        if len(raw) < length:
-            self.close_connection = True
-            raise HttpError(400, "request body ended early")
-        if not raw:
-            if required:
-                raise HttpError(400, "request body is empty; send a JSON object")
-            return {}
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise HttpError(400, f"request body is not valid JSON: {exc}") from None
-        if not isinstance(body, dict):
-            raise HttpError(400, f"request body must be a JSON object, not {type(body).__name__}")
-        return body
+        raise HttpError(
+            404, f"no endpoint at {path[:200]}", hint="see GET /v1/metadata and the v2 routes in docs/serving.md"
+        )
 
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        data = json.dumps(payload, allow_nan=False).encode()
+        self._send_bytes(status, json.dumps(payload, allow_nan=False).encode(), headers or {})
+
+    def _send_bytes(self, status: int, data: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         if self.close_connection:
             self.send_header("Connection", "close")
-        for key, value in (headers or {}).items():
+        for key, value in headers.items():
             self.send_header(key, value)
         self.end_headers()
         if self.command != "HEAD":
@@ -300,21 +511,37 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ observations
 
-    def _observation(self, body: dict[str, Any]) -> np.ndarray:
-        """``obs`` from ``{"obs": ...}`` or ``{"obs_b64": ..., "shape": ..., "dtype": ...}``."""
+    def _observation(self, body: dict[str, Any], rank: int | None = None) -> np.ndarray:
+        """``obs`` from ``{"obs": ...}`` or ``{"obs_b64": ..., "shape": ..., "dtype": ...}``.
+
+        With ``rank`` (a batch's axes), a batch over the limit is refused before its array is built.
+        """
         if "obs" in body:
-            return as_numeric_array(body["obs"])
+            obs = body["obs"]
+            if rank is not None:
+                self._check_batch_size(nested_batch_size(obs, rank))
+            return as_numeric_array(obs)
         if "obs_b64" in body:
-            return decode_b64(body)
+            return decode_b64(body, rank, self._check_batch_size)
         raise HttpError(400, "missing field 'obs' (or 'obs_b64' with 'shape' and 'dtype')")
+
+    def _check_batch_size(self, size: int | None) -> None:
+        limit = self.server.options.max_batch
+        if size is not None and size > limit:
+            raise HttpError(
+                413,
+                f"a batch of {size} observations exceeds the limit of {limit}",
+                hint="split the batch (see --max-batch)",
+            )
 
     def _checked_batch(self, obs: np.ndarray) -> tuple[np.ndarray, bool]:
         batch, single = self.server.policy.prepare(obs)
-        if len(batch) > self.server.options.max_batch:
-            raise HttpError(
-                413, f"a batch of {len(batch)} observations exceeds the limit of {self.server.options.max_batch}"
-            )
+        self._check_batch_size(len(batch))
         return batch, single
+
+    @property
+    def _batch_rank(self) -> int:
+        return len(self.server.policy.observation_shape) + 1
 
     # ------------------------------------------------------------------ v1
 
@@ -325,7 +552,7 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
         return 200, self.server.policy.metadata
 
     def v1_act(self, body: dict[str, Any]) -> tuple[int, Any]:
-        batch, single = self._checked_batch(self._observation(body))
+        batch, single = self._checked_batch(self._observation(body, self._batch_rank))
         policy = self.server.policy
         if isinstance(policy, HierarchicalPolicy):
             goal_inputs = body.get("goal_input")
@@ -335,9 +562,11 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
                 raise HttpError(400, "'goal_input' must hold one vector per observation")
             with self.server.inference:
                 actions, q_values, goals = policy.predict_with_goals(batch, goal_inputs)
+            check_finite(q_values)
             names = [policy.goals[g] for g in goals]
             return 200, {"actions": actions.tolist(), "q_values": q_values.tolist(), "goals": names}
         actions, q_values = self.server.predict(batch)
+        check_finite(q_values)
         return 200, {"actions": actions.tolist(), "q_values": q_values.tolist()}
 
     def session_create(self, body: dict[str, Any]) -> tuple[int, Any]:
@@ -349,7 +578,13 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
         session, lock = self.server.sessions.get(sid)
         obs = self._observation(body)
         with lock, self.server.inference:
+            before = session.snapshot()
             action, q_values = session.step(obs, body.get("goal_input"))
+            try:
+                check_finite(q_values, " (the session did not advance)")
+            except InputError:
+                session.restore(before)
+                raise
             step = session.steps
             info = session.info()
         return 200, {"action": action, "q_values": q_values.tolist(), "step": step, **info}
@@ -369,14 +604,14 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
     def _model(self, name: str, version: str | None) -> None:
         expected = self.server.options.model_name
         if name != expected:
-            raise HttpError(404, f"unknown model {name!r}; this server serves {expected!r}")
+            raise HttpError(404, f"unknown model {name[:100]!r}; this server serves {expected!r}")
         if version not in (None, "1"):
-            raise HttpError(404, f"unknown version {version!r} of model {name!r}; the only version is '1'")
+            raise HttpError(404, f"unknown version {version[:100]!r} of model {name!r}; the only version is '1'")
 
     def v2_server(self, body: None) -> tuple[int, Any]:
         return 200, {
             "name": "qagent",
-            "version": self.server.policy.metadata.get("qagent_version", ""),
+            "version": str(self.server.policy.metadata.get("qagent_version", "")),
             "extensions": [],
         }
 
@@ -389,21 +624,14 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
     def v2_model(self, body: None, name: str, version: str | None) -> tuple[int, Any]:
         self._model(name, version)
         meta = self.server.policy.metadata
-        inputs = [
-            {"name": key, "datatype": md.V2_DATATYPES[spec["dtype"]], "shape": spec["shape"]}
-            for key, spec in meta["inputs"].items()
-        ]
-        outputs = [
-            {"name": key, "datatype": md.V2_DATATYPES[spec["dtype"]], "shape": spec["shape"]}
-            for key, spec in meta["outputs"].items()
-        ]
-        return 200, {
-            "name": name,
-            "versions": ["1"],
-            "platform": "onnxruntime_onnx",
-            "inputs": inputs,
-            "outputs": outputs,
+        tensors = {
+            section: [
+                {"name": key, "datatype": md.V2_DATATYPES[spec["dtype"]], "shape": spec["shape"]}
+                for key, spec in meta.get(section, {}).items()
+            ]
+            for section in ("inputs", "outputs")
         }
+        return 200, {"name": name, "versions": ["1"], "platform": "onnxruntime_onnx", **tensors}
 
     def v2_model_ready(self, body: None, name: str, version: str | None) -> tuple[int, Any]:
         self._model(name, version)
@@ -411,10 +639,14 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
 
     def v2_infer(self, body: dict[str, Any], name: str, version: str | None) -> tuple[int, Any]:
         self._model(name, version)
-        obs = v2_input(body, self.server.policy)
+        request_id = body.get("id")
+        if request_id is not None and not isinstance(request_id, str):
+            raise HttpError(400, "'id' must be a string")
         wanted = v2_requested_outputs(body)
+        obs = v2_input(body, self.server.policy, self._check_batch_size)
         batch, _ = self._checked_batch(obs)
         actions, q_values = self.server.predict(batch)
+        check_finite(q_values)
         tensors = {"q_values": (q_values, "FP32"), "action": (actions, "INT64")}
         outputs = [
             {"name": key, "datatype": datatype, "shape": list(array.shape), "data": array.reshape(-1).tolist()}
@@ -422,38 +654,98 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
             if key in wanted
         ]
         answer: dict[str, Any] = {"model_name": name, "model_version": "1", "outputs": outputs}
-        if "id" in body:
-            answer["id"] = body["id"]
+        if request_id is not None:
+            answer["id"] = request_id
         return 200, answer
 
 
-def decode_b64(body: dict[str, Any]) -> np.ndarray:
-    """A raw little-endian array from ``obs_b64``, ``shape`` and ``dtype``."""
-    shape, dtype = body.get("shape"), body.get("dtype")
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise HttpError(400, "obs_b64 needs 'shape', a list of non-negative integers")
+METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
+"""An HTTP method: an RFC 9110 token (any other method gets a 405 or 404 from the routes)."""
+
+
+def parse_json_body(raw: bytes, required: bool) -> dict[str, Any]:
+    """A request body as a JSON object; 400 with the reason when it is not one."""
+    if not raw:
+        if required:
+            raise HttpError(400, "request body is empty; send a JSON object")
+        return {}
+    try:
+        body = json.loads(raw)
+    except RecursionError:
+        raise HttpError(400, "request body is nested too deeply to be a request") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise HttpError(400, f"request body is not valid JSON: {str(exc)[:200]}") from None
+    if not isinstance(body, dict):
+        raise HttpError(400, f"request body must be a JSON object, not {type(body).__name__}")
+    return body
+
+
+def nested_batch_size(obs: Any, rank: int) -> int | None:
+    """The length of ``obs`` if it is nested ``rank`` lists deep (a batch), without building an array."""
+    node, depth = obs, 0
+    while isinstance(node, list) and node and depth < rank:
+        node, depth = node[0], depth + 1
+    return len(obs) if depth == rank else None
+
+
+def check_finite(q_values: np.ndarray, note: str = "") -> None:
+    """JSON has no infinity: Q-values that overflow float32 are an error for the request, not a 500."""
+    finite = np.isfinite(q_values)
+    if not finite.all():
+        rows = np.flatnonzero(~finite.reshape(len(q_values), -1).all(axis=1)) if q_values.ndim > 1 else [0]
+        raise InputError(
+            f"the model's Q-values are not finite for observation {', '.join(map(str, rows[:8]))} of the request"
+            f"{note}: the values overflow float32, so the observation lies far outside what the policy "
+            "was trained on; send observations in the range of the training env's"
+        )
+
+
+def check_shape(shape: Any, what: str) -> list[int]:
+    """A client's shape: a list of at most ``MAX_RANK + 1`` non-negative integers."""
+    if (
+        not isinstance(shape, list)
+        or len(shape) > MAX_RANK + 1
+        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+    ):
+        raise HttpError(400, f"{what} must be a list of at most {MAX_RANK + 1} non-negative integers")
+    return shape
+
+
+def decode_b64(
+    body: dict[str, Any], batch_rank: int | None = None, check_batch: Callable[[int | None], None] | None = None
+) -> np.ndarray:
+    """A raw little-endian array from ``obs_b64``, ``shape`` and ``dtype``.
+
+    A ``shape`` of ``batch_rank`` axes is a batch: ``check_batch`` sees its size before anything is decoded.
+    """
+    shape = check_shape(body.get("shape"), "obs_b64 needs 'shape', which")
+    dtype = body.get("dtype")
     if not isinstance(dtype, str):
         raise HttpError(400, "obs_b64 needs 'dtype', a numpy dtype name such as 'uint8' or 'float32'")
     try:
         np_dtype = np.dtype(dtype).newbyteorder("<")
-    except TypeError:
-        raise InputError(f"unknown dtype {dtype!r}") from None
-    if np_dtype.kind not in "biuf":
-        raise InputError(f"dtype {dtype!r} is not numeric")
+    except Exception:  # noqa: BLE001 - numpy raises TypeError, ValueError or SyntaxError for odd strings
+        raise InputError(f"unknown dtype {dtype[:40]!r}; use one of {', '.join(SERVABLE_DTYPES)}") from None
+    if np_dtype.kind not in "biuf" or np_dtype.shape:
+        raise InputError(f"dtype {dtype[:40]!r} is not numeric; use one of {', '.join(SERVABLE_DTYPES)}")
+    if check_batch is not None and len(shape) == batch_rank:
+        check_batch(shape[0])
     payload = body["obs_b64"]
     if not isinstance(payload, str):
         raise HttpError(400, "obs_b64 must be a base64 string")
+    expected = math.prod(shape) * np_dtype.itemsize
     try:
         raw = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
         raise HttpError(400, "obs_b64 is not valid base64") from None
-    expected = int(np.prod(shape, dtype=np.int64)) * np_dtype.itemsize
     if len(raw) != expected:
         raise InputError(f"obs_b64 holds {len(raw)} bytes; shape {shape} of {dtype} needs {expected}")
     return np.frombuffer(raw, dtype=np_dtype).reshape(shape)
 
 
-def v2_input(body: dict[str, Any], policy: Policy) -> np.ndarray:
+def v2_input(
+    body: dict[str, Any], policy: Policy, check_batch: Callable[[int | None], None] | None = None
+) -> np.ndarray:
     """The ``obs`` tensor of a v2 inference request, checked against the model's input."""
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
@@ -465,16 +757,21 @@ def v2_input(body: dict[str, Any], policy: Policy) -> np.ndarray:
         if key not in tensor:
             raise HttpError(400, f"input tensor is missing {key!r}")
     if tensor["name"] != md.INPUT_NAME:
-        raise HttpError(400, f"unknown input {tensor['name']!r}; the model's input is {md.INPUT_NAME!r}")
+        shown = repr(tensor["name"])[:60]
+        raise HttpError(400, f"unknown input {shown}; the model's input is {md.INPUT_NAME!r}")
     expected = md.V2_DATATYPES[policy.observation_dtype.name]
     if tensor["datatype"] != expected:
-        raise InputError(f"datatype {tensor['datatype']!r} does not match the model's {expected!r}")
-    shape = tensor["shape"]
-    if not isinstance(shape, list) or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
-        raise HttpError(400, "'shape' must be a list of non-negative integers")
+        shown = repr(tensor["datatype"])[:40]
+        raise InputError(f"datatype {shown} does not match the model's {expected!r}")
+    shape = check_shape(tensor["shape"], "'shape'")
+    if check_batch is not None and len(shape) == len(policy.observation_shape) + 1:
+        check_batch(shape[0])
+    size = math.prod(shape)
+    if isinstance(tensor["data"], list) and len(tensor["data"]) > size:  # counted before an array is built
+        raise InputError(f"'data' holds more than the {size} values of shape {shape}")
     data = as_numeric_array(tensor["data"])
-    if data.size != int(np.prod(shape, dtype=np.int64)):
-        raise InputError(f"'data' holds {data.size} values; shape {shape} needs {int(np.prod(shape))}")
+    if data.size != size:
+        raise InputError(f"'data' holds {data.size} values; shape {shape} needs {size}")
     return data.reshape(shape)
 
 
@@ -482,12 +779,15 @@ def v2_requested_outputs(body: dict[str, Any]) -> set[str]:
     requested = body.get("outputs")
     if requested is None:
         return set(md.OUTPUT_NAMES)
-    if not isinstance(requested, list) or not all(isinstance(o, dict) and "name" in o for o in requested):
-        raise HttpError(400, "'outputs' must be a list of {\"name\": ...} objects")
+    if not isinstance(requested, list) or not all(
+        isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
+    ):
+        raise HttpError(400, '\'outputs\' must be a list of {"name": "..."} objects with string names')
     names = {o["name"] for o in requested}
     unknown = names - set(md.OUTPUT_NAMES)
     if unknown:
-        raise HttpError(400, f"unknown outputs {sorted(unknown)}; the model has {list(md.OUTPUT_NAMES)}")
+        shown = sorted(name[:40] for name in unknown)[:5]
+        raise HttpError(400, f"unknown outputs {shown}; the model has {list(md.OUTPUT_NAMES)}")
     return names
 
 
@@ -511,9 +811,8 @@ def run_server(
             threading.Thread(target=server.shutdown, daemon=True).start()
 
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    meta = policy.metadata
     announce(
-        f"serving {path} ({meta['agent']} on {meta['env']['id']}) at {server.url} as model "
+        f"serving {path} ({policy.describe()}) at {server.url} as model "
         f"'{server.options.model_name}'; Ctrl-C or SIGTERM stops"
     )
     try:
