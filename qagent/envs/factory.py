@@ -95,6 +95,15 @@ def make_env(config: EnvConfig, *, training: bool = True, render_mode: str | Non
             env = ENVS.get(config.id)(**kwargs) if config.id in ENVS else gym.make(config.id, **kwargs)
     except TypeError as exc:
         raise ConfigError(f"env {config.id!r} rejected env.kwargs {config.kwargs}: {exc}") from None
+    except Exception as exc:
+        from qagent.plugins.discovery import blamed_plugin
+
+        if blamed_plugin(exc) is not None:
+            raise  # the CLI names the plugin and its line
+        raise ConfigError(
+            f"env {config.id!r} failed to start: {type(exc).__name__}: {str(exc).strip()[:300]}",
+            hint="check env.kwargs, or the env's own requirements",
+        ) from None
     if not atari:
         if config.max_episode_steps is not None:
             env = TimeLimit(env, max_episode_steps=config.max_episode_steps)
