@@ -131,11 +131,18 @@ class RunDir:
 
     def checkpoints(self) -> list[tuple[int, Path]]:
         """``(step, path)`` of every checkpoint, oldest first."""
+        return self._files_by_step(CHECKPOINT_PATTERN)
+
+    def buffers(self) -> list[tuple[int, Path]]:
+        """``(step, path)`` of every replay-buffer file, oldest first."""
+        return self._files_by_step(BUFFER_PATTERN)
+
+    def _files_by_step(self, pattern: re.Pattern[str]) -> list[tuple[int, Path]]:
         if not self.checkpoint_dir.is_dir():
             return []
         found = []
         for path in self.checkpoint_dir.iterdir():
-            match = CHECKPOINT_PATTERN.match(path.name)
+            match = pattern.match(path.name)
             if match:
                 found.append((int(match.group(1)), path))
         return sorted(found)
@@ -157,17 +164,6 @@ class RunDir:
         for step, path in self.buffers():
             if step not in kept:
                 path.unlink(missing_ok=True)
-
-    def buffers(self) -> list[tuple[int, Path]]:
-        """``(step, path)`` of every replay-buffer file."""
-        if not self.checkpoint_dir.is_dir():
-            return []
-        found = []
-        for path in self.checkpoint_dir.iterdir():
-            match = BUFFER_PATTERN.match(path.name)
-            if match:
-                found.append((int(match.group(1)), path))
-        return sorted(found)
 
     def remove_stale_temporaries(self) -> None:
         """Delete the temporary files of writes a kill interrupted (they are never read)."""

@@ -60,6 +60,15 @@ def run_qagent(
     )
 
 
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    """The single ``error:`` line of a command that failed as a user error (exit 2, no traceback)."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr, result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    return errors[0]
+
+
 def train_and_export(tmp_path: Path, args: list[str], total_steps: int, name: str) -> Path:
     """Train through the CLI as ``runs/NAME`` and export it to ``NAME.onnx`` (both must succeed)."""
     train = run_qagent(

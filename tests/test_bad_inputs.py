@@ -8,7 +8,7 @@ import time
 
 import pytest
 import torch
-from conftest import TINY, run_qagent
+from conftest import TINY, one_error_line, run_qagent
 
 from qagent.plugins import discovery
 
@@ -29,14 +29,6 @@ def done_run(tmp_path_factory):
     result = run_qagent("train", *TINY, "--total-steps", "600", "--no-track", "--run-name", "done", cwd=folder)
     assert result.returncode == 0, result.stderr
     return folder
-
-
-def one_error_line(result) -> str:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 def altered_checkpoint(folder, name: str, **changes) -> str:

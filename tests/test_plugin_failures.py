@@ -8,20 +8,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY, TINY_LOOP, run_qagent
+from conftest import TINY, TINY_LOOP, one_error_line, run_qagent
 
 from qagent.runs import RunDir
 
 FAULTY = Path(__file__).parent / "plugins" / "faulty_plugin.py"
 RUN = ("train", "--plugin", str(FAULTY), *TINY, "--no-track", "--run-name", "r")
-
-
-def one_error_line(result) -> str:
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr, result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, result.stderr
-    return errors[0]
 
 
 def test_an_env_that_raises_when_made_names_the_plugin(tmp_path):
