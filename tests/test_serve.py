@@ -22,7 +22,9 @@ from onnx import TensorProto, helper
 
 from qagent.serve import InputError, Policy, PolicyLoadError
 from qagent.serve import metadata as md
-from qagent.serve.http import HttpError, PolicyServer, ServerOptions, SessionStore
+from qagent.serve.errors import HttpError
+from qagent.serve.http import PolicyServer, ServerOptions
+from qagent.serve.limits import SessionStore
 
 
 def test_serve_imports_no_training_stack():

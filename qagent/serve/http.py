@@ -30,13 +30,13 @@ bytes are in flight than ``max_inflight_bytes`` allows.
 Framing: every request's declared body is read (GET and DELETE, unknown paths and wrong
 methods included) or the connection is closed after the answer, so a body never turns into a
 second request. Transfer-Encoding (chunked bodies) is refused and closes the connection.
+
+Request payloads are checked in :mod:`qagent.serve.payloads`; the byte budget and the
+session store are in :mod:`qagent.serve.limits`.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import collections
 import json
 import math
 import os
@@ -46,7 +46,6 @@ import sys
 import threading
 import time
 import traceback
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -56,28 +55,24 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from qagent.serve import metadata as md
+from qagent.serve.errors import HttpError
 from qagent.serve.hierarchy import HierarchicalPolicy
-from qagent.serve.policy import MAX_RANK, SERVABLE_DTYPES, InputError, Policy, PolicySession, as_numeric_array
+from qagent.serve.limits import ByteBudget, SessionStore
+from qagent.serve.payloads import (
+    check_finite,
+    decode_b64,
+    nested_batch_size,
+    parse_json_body,
+    v2_input,
+    v2_requested_outputs,
+)
+from qagent.serve.policy import InputError, Policy, as_numeric_array
 
 REQUEST_LINE_HINT = "send 'METHOD /path HTTP/1.1', then the headers, then an empty line"
 LINGER_SECONDS = 1.0
 """After its answer, a closing connection reads and drops what the client still sends for this long."""
-
-
-class HttpError(Exception):
-    """An answer other than 200, with a message (and a hint) for the client."""
-
-    def __init__(
-        self, status: int, message: str, headers: dict[str, str] | None = None, hint: str | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-        self.hint = hint
-
-    def payload(self) -> dict[str, str]:
-        return {"error": self.message, **({"hint": self.hint} if self.hint else {})}
+METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
+"""An HTTP method: an RFC 9110 token (any other method gets a 405 or 404 from the routes)."""
 
 
 @dataclass
@@ -129,104 +124,6 @@ class ServerOptions:
             problems.append(f"inflight_wait must be a number of seconds >= 0, got {self.inflight_wait!r}")
         if problems:
             raise ValueError("; ".join(problems))
-
-
-class ByteBudget:
-    """Bytes in flight over all requests: :meth:`acquire` waits (briefly) for room, :meth:`release` frees it."""
-
-    def __init__(self, capacity: int, wait: float) -> None:
-        self.capacity = capacity
-        self.wait = wait
-        self.in_use = 0
-        self._room = threading.Condition()
-
-    def acquire(self, size: int) -> bool:
-        """Take ``size`` bytes (at most :attr:`capacity`); False when there was no room in time."""
-        with self._room:
-            if not self._room.wait_for(lambda: self.in_use + size <= self.capacity, timeout=self.wait):
-                return False
-            self.in_use += size
-            return True
-
-    def release(self, size: int) -> None:
-        with self._room:
-            self.in_use -= size
-            self._room.notify_all()
-
-
-@dataclass
-class _Session:
-    state: PolicySession
-    lock: threading.Lock
-    used: float
-
-
-class SessionStore:
-    """Sessions by id, least recently used first; a session idle for ``ttl`` seconds expires.
-
-    At ``max_sessions``, creating a session ends the least recently used one, so a burst of
-    creations can never lock new clients out. Expiry pops from the old end while the oldest is
-    expired: O(1) amortised per call, never a scan.
-    """
-
-    def __init__(
-        self, policy: Policy, ttl: float, max_sessions: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
-        self.policy = policy
-        self.ttl = ttl
-        self.max_sessions = max_sessions
-        self.clock = clock
-        self.evicted = 0
-        """Sessions ended early to make room for new ones."""
-        self._sessions: collections.OrderedDict[str, _Session] = collections.OrderedDict()
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        with self._lock:
-            self._purge(self.clock())
-            return len(self._sessions)
-
-    def _purge(self, now: float) -> None:
-        sessions = self._sessions
-        while sessions and now - next(iter(sessions.values())).used > self.ttl:
-            sessions.popitem(last=False)
-
-    def create(self) -> str:
-        state = self.policy.session()
-        with self._lock:
-            now = self.clock()
-            self._purge(now)
-            while len(self._sessions) >= self.max_sessions:
-                self._sessions.popitem(last=False)
-                self.evicted += 1
-            sid = uuid.uuid4().hex
-            self._sessions[sid] = _Session(state, threading.Lock(), now)
-            return sid
-
-    def get(self, sid: str) -> tuple[PolicySession, threading.Lock]:
-        with self._lock:
-            now = self.clock()
-            self._purge(now)
-            entry = self._sessions.get(sid)
-            if entry is None:
-                raise _unknown_session(sid)
-            entry.used = now
-            self._sessions.move_to_end(sid)
-            return entry.state, entry.lock
-
-    def delete(self, sid: str) -> None:
-        with self._lock:
-            if self._sessions.pop(sid, None) is None:
-                raise _unknown_session(sid)
-
-
-def _unknown_session(sid: str) -> HttpError:
-    shown = sid if len(sid) <= 64 else sid[:64] + "..."
-    return HttpError(
-        404,
-        f"unknown session {shown!r}: it never existed, expired, was deleted or was ended to make room",
-        hint="create a session with POST /v1/sessions",
-    )
 
 
 class PolicyServer(ThreadingHTTPServer):
@@ -657,138 +554,6 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
         if request_id is not None:
             answer["id"] = request_id
         return 200, answer
-
-
-METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
-"""An HTTP method: an RFC 9110 token (any other method gets a 405 or 404 from the routes)."""
-
-
-def parse_json_body(raw: bytes, required: bool) -> dict[str, Any]:
-    """A request body as a JSON object; 400 with the reason when it is not one."""
-    if not raw:
-        if required:
-            raise HttpError(400, "request body is empty; send a JSON object")
-        return {}
-    try:
-        body = json.loads(raw)
-    except RecursionError:
-        raise HttpError(400, "request body is nested too deeply to be a request") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise HttpError(400, f"request body is not valid JSON: {str(exc)[:200]}") from None
-    if not isinstance(body, dict):
-        raise HttpError(400, f"request body must be a JSON object, not {type(body).__name__}")
-    return body
-
-
-def nested_batch_size(obs: Any, rank: int) -> int | None:
-    """The length of ``obs`` if it is nested ``rank`` lists deep (a batch), without building an array."""
-    node, depth = obs, 0
-    while isinstance(node, list) and node and depth < rank:
-        node, depth = node[0], depth + 1
-    return len(obs) if depth == rank else None
-
-
-def check_finite(q_values: np.ndarray, note: str = "") -> None:
-    """JSON has no infinity: Q-values that overflow float32 are an error for the request, not a 500."""
-    finite = np.isfinite(q_values)
-    if not finite.all():
-        rows = np.flatnonzero(~finite.reshape(len(q_values), -1).all(axis=1)) if q_values.ndim > 1 else [0]
-        raise InputError(
-            f"the model's Q-values are not finite for observation {', '.join(map(str, rows[:8]))} of the request"
-            f"{note}: the values overflow float32, so the observation lies far outside what the policy "
-            "was trained on; send observations in the range of the training env's"
-        )
-
-
-def check_shape(shape: Any, what: str) -> list[int]:
-    """A client's shape: a list of at most ``MAX_RANK + 1`` non-negative integers."""
-    if (
-        not isinstance(shape, list)
-        or len(shape) > MAX_RANK + 1
-        or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
-    ):
-        raise HttpError(400, f"{what} must be a list of at most {MAX_RANK + 1} non-negative integers")
-    return shape
-
-
-def decode_b64(
-    body: dict[str, Any], batch_rank: int | None = None, check_batch: Callable[[int | None], None] | None = None
-) -> np.ndarray:
-    """A raw little-endian array from ``obs_b64``, ``shape`` and ``dtype``.
-
-    A ``shape`` of ``batch_rank`` axes is a batch: ``check_batch`` sees its size before anything is decoded.
-    """
-    shape = check_shape(body.get("shape"), "obs_b64 needs 'shape', which")
-    dtype = body.get("dtype")
-    if not isinstance(dtype, str):
-        raise HttpError(400, "obs_b64 needs 'dtype', a numpy dtype name such as 'uint8' or 'float32'")
-    try:
-        np_dtype = np.dtype(dtype).newbyteorder("<")
-    except Exception:  # noqa: BLE001 - numpy raises TypeError, ValueError or SyntaxError for odd strings
-        raise InputError(f"unknown dtype {dtype[:40]!r}; use one of {', '.join(SERVABLE_DTYPES)}") from None
-    if np_dtype.kind not in "biuf" or np_dtype.shape:
-        raise InputError(f"dtype {dtype[:40]!r} is not numeric; use one of {', '.join(SERVABLE_DTYPES)}")
-    if check_batch is not None and len(shape) == batch_rank:
-        check_batch(shape[0])
-    payload = body["obs_b64"]
-    if not isinstance(payload, str):
-        raise HttpError(400, "obs_b64 must be a base64 string")
-    expected = math.prod(shape) * np_dtype.itemsize
-    try:
-        raw = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise HttpError(400, "obs_b64 is not valid base64") from None
-    if len(raw) != expected:
-        raise InputError(f"obs_b64 holds {len(raw)} bytes; shape {shape} of {dtype} needs {expected}")
-    return np.frombuffer(raw, dtype=np_dtype).reshape(shape)
-
-
-def v2_input(
-    body: dict[str, Any], policy: Policy, check_batch: Callable[[int | None], None] | None = None
-) -> np.ndarray:
-    """The ``obs`` tensor of a v2 inference request, checked against the model's input."""
-    inputs = body.get("inputs")
-    if not isinstance(inputs, list) or not inputs:
-        raise HttpError(400, "a v2 request needs 'inputs', a non-empty list of tensors")
-    if len(inputs) != 1 or not isinstance(inputs[0], dict):
-        raise HttpError(400, f"the model takes one input, {md.INPUT_NAME!r}")
-    tensor = inputs[0]
-    for key in ("name", "shape", "datatype", "data"):
-        if key not in tensor:
-            raise HttpError(400, f"input tensor is missing {key!r}")
-    if tensor["name"] != md.INPUT_NAME:
-        shown = repr(tensor["name"])[:60]
-        raise HttpError(400, f"unknown input {shown}; the model's input is {md.INPUT_NAME!r}")
-    expected = md.V2_DATATYPES[policy.observation_dtype.name]
-    if tensor["datatype"] != expected:
-        shown = repr(tensor["datatype"])[:40]
-        raise InputError(f"datatype {shown} does not match the model's {expected!r}")
-    shape = check_shape(tensor["shape"], "'shape'")
-    if check_batch is not None and len(shape) == len(policy.observation_shape) + 1:
-        check_batch(shape[0])
-    size = math.prod(shape)
-    if isinstance(tensor["data"], list) and len(tensor["data"]) > size:  # counted before an array is built
-        raise InputError(f"'data' holds more than the {size} values of shape {shape}")
-    data = as_numeric_array(tensor["data"])
-    if data.size != size:
-        raise InputError(f"'data' holds {data.size} values; shape {shape} needs {size}")
-    return data.reshape(shape)
-
-
-def v2_requested_outputs(body: dict[str, Any]) -> set[str]:
-    requested = body.get("outputs")
-    if requested is None:
-        return set(md.OUTPUT_NAMES)
-    if not isinstance(requested, list) or not all(
-        isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
-    ):
-        raise HttpError(400, '\'outputs\' must be a list of {"name": "..."} objects with string names')
-    names = {o["name"] for o in requested}
-    unknown = names - set(md.OUTPUT_NAMES)
-    if unknown:
-        shown = sorted(name[:40] for name in unknown)[:5]
-        raise HttpError(400, f"unknown outputs {shown}; the model has {list(md.OUTPUT_NAMES)}")
-    return names
 
 
 def run_server(
