@@ -149,6 +149,32 @@ def test_records_are_read_tolerantly_and_rewritten_atomically(tmp_path):
     assert run.episodes() == [(40, 4.0, 10)] and run.episodes_path.read_text().startswith("step,return,length")
 
 
+def test_a_kill_during_the_records_rewrite_leaves_the_old_or_the_new_records(tmp_path):
+    run = RunDir(tmp_path)
+    rows = [(10 * i, float(i % 7), 10) for i in range(1, 400_001)]
+    run.append_episodes(rows)
+    for i in range(1, 2001):
+        run.append_evaluation({"step": 1000 * i, "mean": float(i)})
+    old = {path: path.read_bytes() for path in (run.episodes_path, run.evaluations_path)}
+    all_steps, kept_steps = [1000 * i for i in range(1, 2001)], [1000 * i for i in range(1, 1001)]
+    rewrite = f"from qagent.runs import RunDir; RunDir({str(tmp_path)!r}).truncate_records(1_000_000)"
+    rng = random.Random(5)
+    outcomes = set()
+    for _ in range(10):
+        proc = subprocess.Popen([sys.executable, "-c", rewrite])
+        time.sleep(rng.uniform(0.05, 0.9))
+        proc.kill()
+        proc.wait()
+        episodes = run.episodes()
+        assert episodes in (rows, rows[:100_000])  # the old records or the new, never empty or torn
+        assert [e["step"] for e in run.evaluations()] in (all_steps, kept_steps)
+        outcomes.add(len(episodes))
+        run.remove_stale_temporaries()
+        for path, data in old.items():
+            path.write_bytes(data)
+    assert outcomes == {len(rows), 100_000}, "the kills did not straddle the rewrite"
+
+
 def test_pruning_keeps_the_buffer_of_every_kept_checkpoint(tmp_path):
     run = RunDir(tmp_path)
     run.checkpoint_dir.mkdir()
