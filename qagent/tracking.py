@@ -115,8 +115,8 @@ class MLflowTracker(Tracker):
                 hint="resume with the tracking URI the run was started with, or with --no-track",
             ) from None
         self.run_id = run_id
-        if logged is not None:
-            self.logged = {str(k): int(v) for k, v in logged.items()}
+        if isinstance(logged, Mapping) and all(isinstance(v, int) for v in logged.values()):
+            self.logged = {str(k): v for k, v in logged.items()}
             for key in stored:
                 extra = len(self.client.get_metric_history(run_id, key)) - self.logged.get(key, 0)
                 if extra > 0:

@@ -477,8 +477,8 @@ class Trainer:
             self.buffer.save(buffer_path)
             buffer_file = buffer_path.name
         path = self.run.checkpoint_path(self.step)
-        # MLflow first: then its history reaches at least as far as any checkpoint, and a resume
-        # replays only steps it already holds, which the tracker does not log twice.
+        # MLflow first: the store then holds every point the checkpoint's counts say were logged,
+        # which is what a resumed tracker needs to log the replayed steps' points only once.
         self.tracker.flush()
         save_checkpoint(path, self.state_dict(buffer_file))
         self._saved_step = self.step
@@ -678,7 +678,8 @@ def resume_training(
             run_id = checkpoint.get("mlflow_run_id") or meta.get("mlflow_run_id")
             trainer.tracker = tracker
             if run_id and config.tracking.enabled:
-                tracker.resume(run_id, tags, logged=checkpoint.get("tracking", {}).get("logged"))
+                tracking = checkpoint.get("tracking")
+                tracker.resume(run_id, tags, logged=tracking.get("logged") if isinstance(tracking, dict) else None)
             else:
                 tracker.start(run.root.name, config.flat(), tags)
             run.update_meta(status="running", mlflow_run_id=tracker.run_id, tracking_uri=getattr(tracker, "uri", None))
