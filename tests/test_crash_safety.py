@@ -267,6 +267,26 @@ def test_sigterm_during_the_final_evaluation_leaves_the_run_killed_and_resumable
     assert MlflowClient(mlflow_uri).get_run(meta["mlflow_run_id"]).info.status == "FINISHED"
 
 
+def test_sigterm_at_startup_leaves_no_run_behind(tmp_path, mlflow_uri):
+    marker = tmp_path / "making"
+    faulty = Path(__file__).parent / "plugins" / "faulty_plugin.py"
+    proc = qagent_process(
+        [
+            *("train", "--plugin", str(faulty), "--env", "faulty-cartpole"),
+            *("--set", f"env.kwargs.slow_make_marker={marker}", "--tracking-uri", mlflow_uri),
+            *("--experiment", "startup", "--run-name", "early"),
+        ],
+        tmp_path,
+    )
+    wait_for(marker.exists, proc)  # the env is being made: the run has not started yet
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert not (tmp_path / "runs" / "early").exists()
+    experiment = MlflowClient(mlflow_uri).get_experiment_by_name("startup")
+    assert experiment is None or not MlflowClient(mlflow_uri).search_runs([experiment.experiment_id])
+
+
 def test_a_file_size_limit_is_one_clear_line_and_the_run_is_marked_failed(tmp_path):
     import resource
 

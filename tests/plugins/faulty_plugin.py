@@ -7,6 +7,8 @@ returns actions of the kind its config names.
 from __future__ import annotations
 
 import sys
+import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -20,11 +22,16 @@ made = 0
 
 @register_env("faulty-cartpole")
 class FaultyCartPole(gym.Wrapper):
-    """CartPole that raises when made (the n-th copy), gives NaN rewards, or calls sys.exit."""
+    """CartPole that raises when made (the n-th copy), is slow to make, gives NaN rewards, or calls sys.exit."""
 
-    def __init__(self, fail_on_make: int = 0, nan_after: int = 0, exit_after: int = 0) -> None:
+    def __init__(
+        self, fail_on_make: int = 0, nan_after: int = 0, exit_after: int = 0, slow_make_marker: str = ""
+    ) -> None:
         global made
         made += 1
+        if slow_make_marker:
+            Path(slow_make_marker).write_text("making")
+            time.sleep(60)
         if fail_on_make and made >= fail_on_make:
             raise RuntimeError(f"cannot open the game window (copy {made})")
         super().__init__(gym.make("CartPole-v1"))
