@@ -69,7 +69,7 @@ def test_config_show_documents_every_key(tmp_path):
     result = run_qagent("config", "show", "--config", "cartpole-dqn", "--set", "agent.double=true", cwd=tmp_path)
     assert result.returncode == 0
     assert "double: true  # Double-DQN targets" in result.stdout
-    assert "lr: 0.0023  # Adam learning rate." in result.stdout
+    assert "lr: 0.00063  # Adam learning rate." in result.stdout
     assert "cartpole-dqn" in run_qagent("config", "presets", cwd=tmp_path).stdout
 
 

@@ -20,7 +20,7 @@ def test_defaults_resolve():
 def test_preset_by_name_and_path():
     path = find_preset("cartpole-dqn")
     assert path.name == "cartpole-dqn.yaml"
-    assert load_config("cartpole-dqn").agent.lr == pytest.approx(2.3e-3)  # YAML reads 2.3e-3 as a string
+    assert load_config("cartpole-dqn").agent.lr == pytest.approx(6.3e-4)  # YAML reads 6.3e-4 as a string
     assert load_config(str(path)).agent.train_freq == 64
 
 
@@ -116,7 +116,7 @@ def test_round_trip_through_dict_and_flat_params():
     again = resolve_config(config.to_dict())
     assert again.to_dict() == config.to_dict() and again.hash() == config.hash()
     flat = config.flat()
-    assert flat["agent.lr"] == pytest.approx(2.3e-3) and flat["network.hidden_sizes"] == [256, 256]
+    assert flat["agent.lr"] == pytest.approx(6.3e-4) and flat["network.hidden_sizes"] == [256, 256]
     assert flat["seed"] == 4 and "env.kwargs" in flat
 
 
