@@ -458,22 +458,15 @@ def _parity_table(report: Any) -> Any:
     add_help_option=False,
 )
 @click.pass_context
+@handle_errors
 def serve(ctx: click.Context) -> None:
     """Serve an exported policy over HTTP (qagent v1 API and the Open Inference Protocol v2).
 
     Torch-free: only numpy and onnxruntime are loaded. The options are those of
     'python -m qagent.serve'; see 'qagent serve --help'.
     """
-    try:
-        from qagent.serve.__main__ import main as serve_main
-    except ModuleNotFoundError as exc:
-        from qagent.errors import missing_extra
+    from qagent.serve.__main__ import main as serve_main  # without onnxruntime: handle_errors names the extra
 
-        error = missing_extra(exc)
-        if error is None:
-            raise
-        _echo_error(error.message, error.hint)
-        sys.exit(USER_ERROR)
     sys.exit(serve_main(list(ctx.args), prog="qagent serve"))
 
 
