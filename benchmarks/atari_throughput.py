@@ -58,10 +58,10 @@ def parts_alone(args: argparse.Namespace) -> dict[str, float]:
     """
     import torch
 
-    from qagent.components import build_agent, build_replay
     from qagent.config import load_config
     from qagent.envs.factory import make_vector_env
     from qagent.plugins.discovery import load_builtins
+    from qagent.training.build import build_agent, build_replay
 
     load_builtins()
     overrides = [f"env.id={args.env}", f"agent.learning_starts={args.learning_starts}", "replay.capacity=20000"]

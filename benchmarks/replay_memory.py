@@ -46,7 +46,7 @@ def per_transition() -> dict[str, float]:
     """Bytes per transition from the arrays each buffer allocates (1,000 slots each)."""
     from stable_baselines3.common.buffers import ReplayBuffer as SB3Buffer
 
-    from qagent.agents.replay import ReplayBuffer
+    from qagent.agents.replay.buffer import ReplayBuffer
 
     n = 1000
     frames = ReplayBuffer(n, SPACE, 0.99, stack=4)
@@ -68,7 +68,7 @@ def per_transition() -> dict[str, float]:
 
 def real_buffer(transitions: int) -> dict[str, float]:
     """Allocate, fill and sample a frame buffer of ``transitions`` slots; measure resident memory."""
-    from qagent.agents.replay import ReplayBuffer
+    from qagent.agents.replay.buffer import ReplayBuffer
 
     before = resident_bytes()
     buffer = ReplayBuffer(transitions, SPACE, 0.99, stack=4, seed=0)

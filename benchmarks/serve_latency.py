@@ -96,9 +96,9 @@ def in_process(policy_path: Path, n: int) -> dict[str, dict[str, float]]:
     policy = Policy.load(policy_path)
     results = {"qagent.serve Policy.act (onnxruntime)": time_calls(policy.act, obs)}
 
-    from qagent.checkpoint import load_run_checkpoint
-    from qagent.components import build_agent, probe_spaces
     from qagent.config import resolve_config
+    from qagent.training.build import build_agent, probe_spaces
+    from qagent.training.checkpoint import load_run_checkpoint
 
     _, _, checkpoint = load_run_checkpoint(policy_path.parent / "serve")
     config = resolve_config(checkpoint["config"])

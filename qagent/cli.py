@@ -45,7 +45,7 @@ def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from qagent.errors import QAgentError, missing_extra, unwritable
-        from qagent.stopping import Terminated, exit_code
+        from qagent.training.stopping import Terminated, exit_code
 
         warnings.showwarning = _show_warning
         try:
@@ -214,7 +214,7 @@ def train(
 ) -> None:
     """Train an agent; prints where the run, its checkpoints and its MLflow run are."""
     from qagent.config import load_config
-    from qagent.training import resume_training, start_training
+    from qagent.training.loop import resume_training, start_training
 
     show = sys.stderr.isatty() if progress is None else progress
     sets = _config_overrides(overrides, env, agent, seed, total_steps)
@@ -226,7 +226,7 @@ def train(
     if resume:
         if config_file:
             raise click.UsageError("--resume continues a run with its saved config; use --set to change keys")
-        from qagent.checkpoint import load_run_checkpoint
+        from qagent.training.checkpoint import load_run_checkpoint
 
         loaded = load_run_checkpoint(resume)
         specs = load_plugins(plugins, loaded[2].get("plugins"), trust=trust_plugins, recorded_by=f"run {resume}")
@@ -237,7 +237,7 @@ def train(
         result = start_training(config, runs_dir=runs_dir, run_name=run_name, plugins=specs, progress=show)
     _print_train_result(result)
     if result.signal is not None:
-        from qagent.stopping import exit_code
+        from qagent.training.stopping import exit_code
 
         sys.exit(exit_code(result.signal))  # stopped early: 130 or 143, as shells expect
 
@@ -305,10 +305,10 @@ def evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from qagent.checkpoint import load_run_checkpoint
     from qagent.errors import CheckpointError
-    from qagent.evaluation import evaluate_checkpoint, evaluate_policy_file
-    from qagent.runs import RunDir
+    from qagent.training.checkpoint import load_run_checkpoint
+    from qagent.training.evaluation import evaluate_checkpoint, evaluate_policy_file
+    from qagent.training.runs import RunDir
 
     if target.endswith(".onnx"):
         from qagent.serve import Policy, PolicyLoadError
@@ -399,8 +399,8 @@ def export(
         path, metadata = fetch_from_mlflow(target, output or "policy.onnx", tracking_uri)
         click.echo(f"fetched {target} to {path} ({metadata['agent']} on {metadata['env']['id']})")
         return
-    from qagent.checkpoint import load_run_checkpoint
-    from qagent.runs import RunDir
+    from qagent.training.checkpoint import load_run_checkpoint
+    from qagent.training.runs import RunDir
 
     if best:
         run, _ = RunDir.resolve(target)
@@ -483,7 +483,7 @@ def serve(ctx: click.Context) -> None:
 @handle_errors
 def plot(runs: tuple[str, ...], output: str, window: int, title: str | None) -> None:
     """Plot episodic return against env steps for one or more runs, overlaid."""
-    from qagent.plotting import plot_runs
+    from qagent.training.plotting import plot_runs
 
     click.echo(f"wrote {plot_runs(list(runs), output, window=window, title=title)}")
 

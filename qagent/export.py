@@ -28,8 +28,6 @@ import torch
 from torch import nn
 
 import qagent
-from qagent.checkpoint import all_finite, load_run_checkpoint, mismatch_reason
-from qagent.components import build_agent
 from qagent.config import RunConfig, resolve_config
 from qagent.envs.atari import is_atari
 from qagent.envs.factory import frame_stack_of, gymnasium_spec, make_env
@@ -38,6 +36,8 @@ from qagent.envs.spaces import describe_observation_space
 from qagent.errors import CheckpointError, QAgentError
 from qagent.plugins.registries import ENVS
 from qagent.serve import metadata as md
+from qagent.training.build import build_agent
+from qagent.training.checkpoint import all_finite, load_run_checkpoint, mismatch_reason
 
 TOLERANCE = 1e-5
 PARITY_BATCHES = (1, 256)
@@ -90,7 +90,7 @@ class Exportable:
 
 def exportable(agent: Any) -> Exportable:
     """The acting half of ``agent``: its Q-network, or both networks of a hierarchical agent."""
-    from qagent.agents.hdqn import HDQNAgent
+    from qagent.agents.hdqn.agent import HDQNAgent
 
     if not isinstance(agent, HDQNAgent):
         return Exportable.of_q_network(agent.q_net)

@@ -108,7 +108,7 @@ def exported_cartpole(tmp_path_factory):
     """A briefly trained CartPole DQN run and its ONNX export: ``(TrainResult, ExportReport)``."""
     from qagent.config import resolve_config
     from qagent.export import export_checkpoint
-    from qagent.training import start_training
+    from qagent.training.loop import start_training
 
     folder = tmp_path_factory.mktemp("export")
     sets = [TINY[i + 1] for i in range(0, len(TINY), 2)]

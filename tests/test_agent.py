@@ -8,10 +8,10 @@ import pytest
 import torch
 
 from qagent.agents import DQNAgent, QNetwork
-from qagent.agents.replay import ReplayBuffer
-from qagent.components import build_agent
+from qagent.agents.replay.buffer import ReplayBuffer
 from qagent.config import resolve_config
 from qagent.errors import ConfigError
+from qagent.training.build import build_agent
 
 BOX = gym.spaces.Box(-np.inf, np.inf, shape=(4,), dtype=np.float32)
 ACTIONS = gym.spaces.Discrete(2)

@@ -98,7 +98,7 @@ def test_episode_cap_and_config_errors():
     with pytest.raises(ConfigError, match="does not apply to ALE games"):
         make_env(EnvConfig(id="ALE/Pong-v5", max_episode_steps=10))
     with pytest.raises(ConfigError, match="needs \\(channels, height, width\\) image observations"):
-        from qagent.components import build_agent, probe_spaces
+        from qagent.training.build import build_agent, probe_spaces
 
         config = resolve_config({}, ["network.name=nature-cnn"])
         build_agent(config, *probe_spaces(config))

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from qagent.agents.exploration import EpsilonGreedy
-from qagent.agents.replay import ReplayBuffer
-from qagent.collector import Collector
+from qagent.agents.replay.buffer import ReplayBuffer
 from qagent.config import EnvConfig
 from qagent.envs.factory import make_vector_env
 from qagent.plugins.registries import ENVS
+from qagent.training.collector import Collector
 
 
 class Counter(gym.Env):

@@ -17,7 +17,7 @@ import pytest
 from conftest import TINY
 from mlflow.tracking import MlflowClient
 
-from qagent.runs import RunDir
+from qagent.training.runs import RunDir
 
 KILL_RUN = (
     *TINY,
@@ -157,7 +157,7 @@ def test_a_kill_during_the_records_rewrite_leaves_the_old_or_the_new_records(tmp
         run.append_evaluation({"step": 1000 * i, "mean": float(i)})
     old = {path: path.read_bytes() for path in (run.episodes_path, run.evaluations_path)}
     all_steps, kept_steps = [1000 * i for i in range(1, 2001)], [1000 * i for i in range(1, 1001)]
-    rewrite = f"from qagent.runs import RunDir; RunDir({str(tmp_path)!r}).truncate_records(1_000_000)"
+    rewrite = f"from qagent.training.runs import RunDir; RunDir({str(tmp_path)!r}).truncate_records(1_000_000)"
     rng = random.Random(5)
     outcomes = set()
     for _ in range(10):
@@ -198,7 +198,7 @@ def test_pruning_keeps_the_buffer_of_every_kept_checkpoint(tmp_path):
 def test_an_earlier_checkpoint_resumes_after_the_newest_lost_its_buffer(tmp_path):
     from test_training import tiny_config
 
-    from qagent.training import resume_training, start_training
+    from qagent.training.loop import resume_training, start_training
 
     config = tiny_config("train.total_steps=1200", "train.checkpoint_every=400", "train.save_buffer=true")
     result = start_training(config, runs_dir=tmp_path / "runs", run_name="r", progress=False)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from test_replay import VECTORS
 
-from qagent.agents.heads import NoisyLinear, QHead
+from qagent.agents.networks.heads import NoisyLinear, QHead
 from qagent.agents.targets import categorical_projection, quantile_huber_loss
 from qagent.envs.shaping import shaped_reward
 
@@ -140,7 +140,7 @@ def test_shaped_reward_formula():
 
 
 def test_n_step_return_by_hand():
-    from qagent.agents.replay import ReplayBuffer
+    from qagent.agents.replay.buffer import ReplayBuffer
 
     def run(terminated_at=None, truncated_at=None):
         buffer = ReplayBuffer(100, VECTORS, 0.5, n_step=3)

@@ -13,12 +13,12 @@ from conftest import EXAMPLE_PLUGIN, TINY, run_qagent
 from mlflow.tracking import MlflowClient
 from test_training import tiny_config
 
-from qagent.checkpoint import load_checkpoint
-from qagent.evaluation import evaluate_checkpoint, evaluate_policy_file
 from qagent.export import Exportable, check_parity, export_checkpoint, real_observations
 from qagent.serve import Policy
 from qagent.serve import metadata as md
-from qagent.training import start_training
+from qagent.training.checkpoint import load_checkpoint
+from qagent.training.evaluation import evaluate_checkpoint, evaluate_policy_file
+from qagent.training.loop import start_training
 
 
 @pytest.fixture

@@ -11,21 +11,22 @@ import numpy as np
 import pytest
 from conftest import run_qagent, train_and_export
 
-from qagent.agents.hdqn import GoalStats
-from qagent.components import build_agent, make_replay
+from qagent.agents.hdqn.agent import GoalStats
+from qagent.agents.replay.factory import make_replay
 from qagent.config import resolve_config
 from qagent.envs.factory import make_env, make_vector_env
 from qagent.envs.goals import MiniGridObjectGoals, StateIndexGoals
 from qagent.envs.sdp import StochasticDecisionProcess, optimal_value
 from qagent.errors import ConfigError
-from qagent.evaluation import evaluate_checkpoint, evaluate_policy_file
 from qagent.export import export_checkpoint
-from qagent.hdqn_training import HDQNExploration, HierarchicalCollector, Memories
 from qagent.plugins.registries import register_env
 from qagent.serve import InputError, Policy
 from qagent.serve.goals import GoalEncoding, GoalKeeper, GoalTest
 from qagent.serve.http import PolicyServer, ServerOptions
-from qagent.training import start_training
+from qagent.training.build import build_agent
+from qagent.training.evaluation import evaluate_checkpoint, evaluate_policy_file
+from qagent.training.hdqn_loop import HDQNExploration, HierarchicalCollector, Memories
+from qagent.training.loop import start_training
 
 # ---------------------------------------------------------------------- the decision process
 
@@ -633,9 +634,9 @@ def test_cnn_controller_with_goal_masks_trains_exports_and_serves(tmp_path):
 def test_hdqn_resumes_exactly(workdir):
     import torch
 
-    from qagent.checkpoint import load_checkpoint
     from qagent.config import load_config
-    from qagent.training import resume_training
+    from qagent.training.checkpoint import load_checkpoint
+    from qagent.training.loop import resume_training
 
     sets = [
         "tracking.enabled=false",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from qagent.config import load_config
-from qagent.runs import RunDir
-from qagent.training import start_training
+from qagent.training.loop import start_training
+from qagent.training.runs import RunDir
 
 
 def test_cartpole_preset_learns_in_12k_steps(workdir):

@@ -10,7 +10,7 @@ import pytest
 import torch
 from conftest import TINY, TINY_LOOP, one_error_line, run_qagent
 
-from qagent.runs import RunDir
+from qagent.training.runs import RunDir
 
 FAULTY = Path(__file__).parent / "plugins" / "faulty_plugin.py"
 RUN = ("train", "--plugin", str(FAULTY), *TINY, "--no-track", "--run-name", "r")

@@ -7,8 +7,8 @@ import pytest
 import torch
 from test_replay import VECTORS, assert_matches, fill
 
-from qagent.agents.prioritized import PrioritizedReplay, SegmentTree
-from qagent.agents.replay import ReplayBuffer
+from qagent.agents.replay.buffer import ReplayBuffer
+from qagent.agents.replay.prioritized import PrioritizedReplay, SegmentTree
 
 
 @pytest.mark.parametrize("fanout", [2, 4, 32])

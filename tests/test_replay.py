@@ -10,7 +10,7 @@ import pytest
 import torch
 from naive_replay import NaiveReplay
 
-from qagent.agents.replay import ReplayBuffer
+from qagent.agents.replay.buffer import ReplayBuffer
 from qagent.errors import CheckpointError
 
 STACK, SIZE = 4, 6

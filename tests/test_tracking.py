@@ -8,9 +8,9 @@ from test_training import tiny_config
 
 import qagent
 from qagent.errors import QAgentError
-from qagent.runs import RunDir
-from qagent.tracking import MLflowTracker, Tracker, make_tracker
-from qagent.training import resume_training, start_training
+from qagent.training.loop import resume_training, start_training
+from qagent.training.runs import RunDir
+from qagent.training.tracking import MLflowTracker, Tracker, make_tracker
 
 
 def test_a_run_logs_params_metrics_artifacts_and_tags(workdir, mlflow_uri):

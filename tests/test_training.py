@@ -13,12 +13,12 @@ import pytest
 import torch
 from conftest import TINY
 
-from qagent.checkpoint import load_checkpoint
 from qagent.config import resolve_config
 from qagent.errors import CheckpointError
-from qagent.evaluation import Evaluator, evaluate_checkpoint
-from qagent.runs import RunDir
-from qagent.training import crossings, resume_training, start_training
+from qagent.training.checkpoint import load_checkpoint
+from qagent.training.evaluation import Evaluator, evaluate_checkpoint
+from qagent.training.loop import crossings, resume_training, start_training
+from qagent.training.runs import RunDir
 
 
 def tiny_config(*overrides: str):

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from conftest import EXAMPLE_PLUGIN, TINY_LOOP, run_qagent, train_and_export
 
-from qagent.evaluation import evaluate_policy_file
 from qagent.plugins.discovery import load_builtins
 from qagent.plugins.registries import AGENTS, EXPLORATIONS
 from qagent.serve import Policy
+from qagent.training.evaluation import evaluate_policy_file
 
 load_builtins()
 AGENT_NAMES = [name for name in AGENTS.names() if name not in ("sb3-dqn", "hdqn")]  # each has its own tests

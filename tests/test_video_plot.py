@@ -8,9 +8,9 @@ from mlflow.tracking import MlflowClient
 from test_training import tiny_config
 
 from qagent.errors import ConfigError, QAgentError
-from qagent.plotting import plot_runs, smooth
-from qagent.runs import RunDir
-from qagent.training import start_training
+from qagent.training.loop import start_training
+from qagent.training.plotting import plot_runs, smooth
+from qagent.training.runs import RunDir
 
 
 def test_training_records_videos_and_a_learning_curve(workdir, mlflow_uri):
@@ -54,7 +54,7 @@ def test_smoothing_is_a_trailing_mean():
 
 
 def test_video_paths_must_be_gif_or_mp4(tmp_path):
-    from qagent.video import check_video_path
+    from qagent.training.video import check_video_path
 
     with pytest.raises(ConfigError, match=r"must end in \.gif or \.mp4"):
         check_video_path(tmp_path / "clip.avi")

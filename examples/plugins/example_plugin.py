@@ -15,7 +15,7 @@ import torch
 
 from qagent import register_agent, register_env, register_exploration
 from qagent.agents import ActionValues, DQNAgent, DQNConfig, ExplorationStrategy
-from qagent.agents.replay import Batch
+from qagent.agents.replay.buffer import Batch
 from qagent.agents.targets import td_target
 from qagent.config import ExplorationConfig, PositiveFloat, PositiveInt, Probability
 

@@ -13,7 +13,7 @@ import torch
 
 from qagent.agents.dqn import DQNAgent, DQNConfig, LossOutput
 from qagent.agents.networks import CategoricalQNetwork, QuantileQNetwork
-from qagent.agents.replay import Batch
+from qagent.agents.replay.buffer import Batch
 from qagent.agents.targets import categorical_projection, quantile_huber_loss
 from qagent.config import PositiveFloat, PositiveInt
 from qagent.errors import ConfigError

@@ -25,7 +25,7 @@ from torch import nn
 from qagent.agents.networks import QNetwork, apply_spectral_norm, build_torso
 from qagent.agents.optim import FusedAdam, clip_grad_norm
 from qagent.agents.policy import QPolicy
-from qagent.agents.replay import Batch
+from qagent.agents.replay.buffer import Batch
 from qagent.agents.targets import double_next_values, elementwise_td_loss, max_next_values, td_target
 from qagent.config import (
     AgentConfig,

@@ -36,7 +36,7 @@ from qagent.plugins.registry import Source, load_failures, registering_from
 
 ENTRY_POINT_GROUP = "qagent.plugins"
 ENV_VAR = "QAGENT_PLUGINS"
-BUILTIN_MODULES = ("qagent.agents", "qagent.envs", "qagent.agents.sb3")
+BUILTIN_MODULES = ("qagent.agents", "qagent.envs", "qagent.contrib.sb3")
 RECORDED = "recorded in the run"
 TRUST_FLAG = "--trust-plugins"
 SLOW_IMPORT_SECONDS = 10.0  # say which plugin is still importing after this long

@@ -200,10 +200,10 @@ def evaluate_checkpoint(
     :param checkpoint: the checkpoint ``target`` resolves to, if the caller loaded it already.
     :param video: also record the first ``video_episodes`` episodes to this .gif or .mp4 file.
     """
-    from qagent.checkpoint import load_run_checkpoint, mismatch_reason
-    from qagent.components import build_agent, probe_spaces
     from qagent.config import resolve_config
     from qagent.errors import CheckpointError
+    from qagent.training.build import build_agent, probe_spaces
+    from qagent.training.checkpoint import load_run_checkpoint, mismatch_reason
 
     if checkpoint is None:
         _, path, checkpoint = load_run_checkpoint(target)
@@ -237,7 +237,7 @@ def _evaluate(
     video_episodes: int,
 ) -> EvalResult:
     if video is not None:
-        from qagent.video import check_video_path
+        from qagent.training.video import check_video_path
 
         check_video_path(video)  # before the evaluation, not after it
     evaluator = Evaluator(env_config, min(episodes, 10))
@@ -246,7 +246,7 @@ def _evaluate(
     finally:
         evaluator.close()
     if video is not None:
-        from qagent.video import record_video
+        from qagent.training.video import record_video
 
         recorded = record_video(policy, env_config, video, episodes=video_episodes, seed=seed, epsilon=epsilon)
         result.extra["video"] = recorded.extra["video"]

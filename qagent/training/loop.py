@@ -26,17 +26,17 @@ from typing import Any
 import torch
 
 import qagent
-from qagent.checkpoint import all_finite, load_run_checkpoint, mismatch_reason, save_checkpoint
-from qagent.collector import BackgroundCollector, Collector, Episode, SharedReplay
-from qagent.components import build_agent, build_exploration, build_replay, seed_streams
 from qagent.config import RunConfig, flatten
 from qagent.envs.factory import make_vector_env
 from qagent.errors import CheckpointError, QAgentError
-from qagent.evaluation import Evaluator
-from qagent.progress import TrainingProgress
-from qagent.runs import BUFFER_PATTERN, RunDir, write_atomically
-from qagent.stopping import Terminated, stop_on_interrupt, terminate_raises
-from qagent.tracking import Tracker
+from qagent.training.build import build_agent, build_exploration, build_replay, seed_streams
+from qagent.training.checkpoint import all_finite, load_run_checkpoint, mismatch_reason, save_checkpoint
+from qagent.training.collector import BackgroundCollector, Collector, Episode, SharedReplay
+from qagent.training.evaluation import Evaluator
+from qagent.training.progress import TrainingProgress
+from qagent.training.runs import BUFFER_PATTERN, RunDir, write_atomically
+from qagent.training.stopping import Terminated, stop_on_interrupt, terminate_raises
+from qagent.training.tracking import Tracker
 
 
 class NonFiniteError(QAgentError):
@@ -351,7 +351,7 @@ class Trainer:
         from qagent.errors import QAgentError
 
         try:
-            from qagent.plotting import plot_runs
+            from qagent.training.plotting import plot_runs
 
             return plot_runs([self.run.root], self.run.root / "learning_curve.png")
         except (ImportError, QAgentError):
@@ -416,7 +416,7 @@ class Trainer:
 
     def record_video(self) -> Path:
         """One greedy evaluation episode as a video in RUN_DIR/videos/, logged to MLflow."""
-        from qagent.video import record_video
+        from qagent.training.video import record_video
 
         path = self.run.root / "videos" / f"step-{self.step:010d}.{self.config.eval.video_format}"
         with self.agent.policy.evaluation_mode() as policy:
@@ -584,7 +584,7 @@ def start_training(
     progress: bool = True,
 ) -> TrainResult:
     """Create a run directory and an MLflow run, then train ``config`` from scratch."""
-    from qagent.tracking import make_tracker
+    from qagent.training.tracking import make_tracker
 
     plugins = list(plugins or [])
     name = run_name or RunDir.default_name(config.env.id, config.agent.name, config.seed)
@@ -632,7 +632,7 @@ def resume_training(
     :param loaded: the result of ``load_run_checkpoint(target)``, if the caller has it already.
     """
     from qagent.config import resolve_config
-    from qagent.tracking import make_tracker
+    from qagent.training.tracking import make_tracker
 
     run, path, checkpoint = loaded or load_run_checkpoint(target)
     if run is None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from qagent.agents.replay import Batch, ReplayBuffer
+from qagent.agents.replay.buffer import Batch, ReplayBuffer
 from qagent.errors import CheckpointError
 
 

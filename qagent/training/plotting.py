@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from qagent.errors import QAgentError
-from qagent.runs import RunDir
+from qagent.training.runs import RunDir
 
 
 def smooth(values: np.ndarray, window: int) -> np.ndarray:

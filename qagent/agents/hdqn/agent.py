@@ -16,7 +16,7 @@ space (:mod:`qagent.envs.goals`) rather than being a kind of DQN:
 
 Each level is a :class:`DQNAgent` with its own config (double, dueling, noisy, optimizer,
 schedule), and each memory is a replay config (prioritized, n-step), so the Rainbow
-components apply to either level. The loop lives in :mod:`qagent.hdqn_training`.
+components apply to either level. The loop lives in :mod:`qagent.training.hdqn_loop`.
 """
 
 from __future__ import annotations
@@ -185,7 +185,7 @@ class HDQNAgent:
 
     @staticmethod
     def trainer_class() -> type:
-        from qagent.hdqn_training import HDQNTrainer
+        from qagent.training.hdqn_loop import HDQNTrainer
 
         return HDQNTrainer
 

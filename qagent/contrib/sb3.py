@@ -22,10 +22,10 @@ from torch import nn
 
 from qagent.agents.dqn import DQNConfig
 from qagent.agents.policy import QPolicy
-from qagent.collector import Episode
 from qagent.config import NetworkConfig, RunConfig
 from qagent.errors import CheckpointError, ConfigError
 from qagent.plugins.registries import register_agent
+from qagent.training.collector import Episode
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
 
@@ -133,7 +133,7 @@ class SB3Epsilon:
 
 
 def _trainer_base() -> type:
-    from qagent.training import Trainer
+    from qagent.training.loop import Trainer
 
     return Trainer
 
@@ -180,8 +180,8 @@ class SB3Trainer(_trainer_base()):  # type: ignore[misc]
     def train(self) -> Any:
         from stable_baselines3.common.callbacks import BaseCallback
 
-        from qagent.progress import TrainingProgress
-        from qagent.stopping import stop_on_interrupt
+        from qagent.training.progress import TrainingProgress
+        from qagent.training.stopping import stop_on_interrupt
 
         trainer = self
         total, start_step = self.config.train.total_steps, self.step

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from qagent.errors import CheckpointError
-from qagent.runs import RunDir
+from qagent.training.runs import RunDir
 
 FORMAT = "qagent-checkpoint"
 FORMAT_VERSION = 1

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from qagent.agents.heads import NoisyLinear, QHead
+from qagent.agents.networks.heads import NoisyLinear, QHead
 from qagent.config import NetworkConfig, PositiveInt
 from qagent.errors import ConfigError
 from qagent.plugins.registries import NETWORKS, register_network

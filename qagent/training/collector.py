@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from qagent.agents.exploration import ActionValues, ExplorationStrategy, checked_actions
-from qagent.agents.replay import Batch, Replay
+from qagent.agents.replay.buffer import Batch, Replay
 
 RESET = -1  # in an env's action log: a reset that continued the game (a lost life)
 

@@ -2,7 +2,7 @@
 
 Frames come from the env's own ``render()`` (``render_mode="rgb_array"``), so an Atari video
 shows the full-color 210x160 screen, not the 84x84 grayscale frames the network sees. Episode
-``j`` starts from seed ``seed + j``, as in :mod:`qagent.evaluation`, so a video shows the
+``j`` starts from seed ``seed + j``, as in :mod:`qagent.training.evaluation`, so a video shows the
 episodes an evaluation with the same seed scores.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 from qagent.config import EnvConfig
 from qagent.envs.factory import make_env
 from qagent.errors import ConfigError
-from qagent.evaluation import EvalResult, as_actor
+from qagent.training.evaluation import EvalResult, as_actor
 
 FORMATS = (".gif", ".mp4")
 

@@ -22,14 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from qagent.agents.hdqn import GoalStats, HDQNAgent, HDQNConfig
-from qagent.agents.replay import Replay
-from qagent.collector import Collector, Episode
-from qagent.components import build_agent, make_replay
+from qagent.agents.hdqn.agent import GoalStats, HDQNAgent, HDQNConfig
+from qagent.agents.replay.buffer import Replay
+from qagent.agents.replay.factory import make_replay
 from qagent.envs.factory import make_vector_env
 from qagent.errors import ConfigError
 from qagent.serve.goals import choose_goal
-from qagent.training import MetricWindow, Trainer, crossings
+from qagent.training.build import build_agent
+from qagent.training.collector import Collector, Episode
+from qagent.training.loop import MetricWindow, Trainer, crossings
 
 
 class HDQNExploration:
