@@ -15,7 +15,7 @@ from qagent.plugins.registries import (
     register_potential,
 )
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "__version__",

@@ -25,19 +25,19 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from torch import nn
 
 import qagent
+from qagent.agents.base import Exportable
 from qagent.config import RunConfig, resolve_config
 from qagent.envs.atari import is_atari
 from qagent.envs.factory import frame_stack_of, gymnasium_spec, make_env
 from qagent.envs.minigrid import is_minigrid
 from qagent.envs.spaces import describe_observation_space
-from qagent.errors import CheckpointError, QAgentError
+from qagent.errors import QAgentError
 from qagent.plugins.registries import ENVS
 from qagent.serve import metadata as md
-from qagent.training.build import build_agent
-from qagent.training.checkpoint import all_finite, load_run_checkpoint, mismatch_reason
+from qagent.training.build import load_agent
+from qagent.training.checkpoint import all_finite, load_run_checkpoint
 
 TOLERANCE = 1e-5
 PARITY_BATCHES = (1, 256)
@@ -45,74 +45,6 @@ PARITY_BATCHES = (1, 256)
 
 class ExportError(QAgentError):
     """An export that failed its parity check, or a model URI that holds no qagent policy."""
-
-
-class PolicyModule(nn.Module):
-    """``obs -> (q_values, action)``: the acting half of an agent, as written to ONNX."""
-
-    def __init__(self, network: nn.Module) -> None:
-        super().__init__()
-        self.network = network
-
-    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        q_values = self.network(obs)
-        return q_values, q_values.argmax(dim=1)
-
-
-class HierarchicalModule(nn.Module):
-    """``(obs, controller_obs) -> (q_values, action, meta_q_values)``: both networks of an h-DQN."""
-
-    def __init__(self, meta: nn.Module, controller: nn.Module) -> None:
-        super().__init__()
-        self.meta_controller = meta  # not "meta": torch.fx nodes have a .meta of their own
-        self.controller = controller
-
-    def forward(self, obs: torch.Tensor, controller_obs: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        q_values = self.controller(controller_obs)
-        return q_values, q_values.argmax(dim=1), self.meta_controller(obs)
-
-
-@dataclass
-class Exportable:
-    """What export writes for an agent: the module, its inputs from observations, extra metadata."""
-
-    module: nn.Module
-    make_inputs: Any  # obs batch -> tuple of input arrays
-    input_names: list[str]
-    output_names: list[str]
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def of_q_network(cls, network: nn.Module) -> Exportable:
-        """A Q-network taking observations: ``obs -> (q_values, action)``."""
-        return cls(PolicyModule(network).eval(), lambda obs: (obs,), [md.INPUT_NAME], list(md.OUTPUT_NAMES))
-
-
-def exportable(agent: Any) -> Exportable:
-    """The acting half of ``agent``: its Q-network, or both networks of a hierarchical agent."""
-    from qagent.agents.hdqn.agent import HDQNAgent
-
-    if not isinstance(agent, HDQNAgent):
-        return Exportable.of_q_network(agent.q_net)
-    rng = np.random.default_rng(0)
-
-    def make_inputs(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return obs, agent.controller_obs(obs, rng.integers(0, agent.n_goals, size=len(obs)))
-
-    encoding = agent.encoding
-    metadata = {
-        "hierarchy": {
-            "goal_space": agent.goal_description,
-            "goal_encoding": encoding.describe(),
-            "max_option_steps": agent.config.max_option_steps,
-        },
-        "inputs": {"controller_obs": {"dtype": encoding.dtype.name, "shape": [-1, *encoding.shape]}},
-        "outputs": {"meta_q_values": {"dtype": "float32", "shape": [-1, agent.n_goals]}},
-    }
-    module = HierarchicalModule(agent.meta.q_net, agent.controller.q_net).eval()
-    return Exportable(
-        module, make_inputs, [md.INPUT_NAME, "controller_obs"], [*md.OUTPUT_NAMES, "meta_q_values"], metadata
-    )
 
 
 @dataclass
@@ -255,18 +187,12 @@ def export_checkpoint(
             f"the weights in {checkpoint_path} are NaN or infinite: the run diverged before this checkpoint",
             hint="export an earlier checkpoint (--best, or a checkpoints/step-*.pt file)",
         )
+    agent = load_agent(checkpoint_path, checkpoint).agent
     config = resolve_config(checkpoint["config"])
     env = make_env(config.env, training=False)
     try:
-        agent = build_agent(config, env.observation_space, env.action_space)
-        try:
-            agent.load_state_dict(checkpoint["agent"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(
-                f"checkpoint {checkpoint_path} does not fit its network: {mismatch_reason(exc)}"
-            ) from None
         metadata = policy_metadata(config, checkpoint, env)
-        export = exportable(agent)
+        export = agent.exportable()
         for key, value in export.metadata.items():
             metadata[key] = {**metadata.get(key, {}), **value}
         real = real_observations(env, max(PARITY_BATCHES))

@@ -36,7 +36,7 @@ def test_observations_are_stacked_84x84_bytes():
 def test_frame_skip_noops_and_fire_reset():
     env = make_env(EnvConfig(id="ALE/Breakout-v5", atari=AtariConfig(sticky_actions=0.0)))
     kinds = wrappers(env)
-    assert FireResetEnv in kinds and NoopResetEnv in kinds and EpisodicLifeEnv in kinds
+    assert FireResetEnv in kinds and NoopResetEnv in kinds and any(issubclass(k, EpisodicLifeEnv) for k in kinds)
     ale = env.unwrapped.ale
     starts = set()
     for seed in range(6):
@@ -156,3 +156,37 @@ def test_short_atari_run_checkpoints_evaluates_exports_and_serves(tmp_path):
         assert action == policy.act(obs)
         obs, _, terminated, truncated, _ = env.step(action)
         assert not (terminated or truncated)
+
+
+def test_a_resumed_collector_replays_atari_episodes_to_their_saved_state(recwarn):
+    """A seeded reset starts a new game even right after FIRE-on-reset steps (SB3's EpisodicLifeEnv
+    alone kept the old game running, so resumed Atari runs restarted their episodes instead)."""
+    import warnings
+
+    from qagent.agents.dqn import QActor
+    from qagent.agents.exploration import EpsilonGreedy
+    from qagent.envs.factory import make_vector_env
+    from qagent.training.collector import Collector
+
+    class Zero:
+        def q_values(self, obs):
+            return np.zeros((len(obs), 4))
+
+    class Nowhere:
+        def add(self, *transition):
+            pass
+
+    config = EnvConfig(id="ALE/Breakout-v5", atari=AtariConfig(max_frames=600))
+
+    def collector(seed):
+        strategy = EpsilonGreedy(EpsilonGreedy.Config(start=1.0, end=1.0), 4, 1000, seed=seed)
+        return Collector(make_vector_env(config, 2), QActor(Zero(), strategy, Nowhere(), 4), seed=seed)
+
+    a = collector(0)
+    episodes = a.collect(200, 0)  # across lost lives and whole games
+    assert len(episodes) >= 2  # games ended (and lives were lost) in both envs
+    b = collector(1)  # its envs have played (reset, FIRE) from other seeds
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # "did not replay to its saved state" fails the test
+        b.load_state_dict(a.state_dict())
+    assert np.array_equal(b.obs, a.obs)

@@ -9,6 +9,8 @@ import sys
 import pytest
 from conftest import EXAMPLE_PLUGIN, TINY, TINY_LOOP, run_qagent
 
+import qagent
+
 
 def test_help_is_light_and_lists_commands(tmp_path):
     result = run_qagent("--help", cwd=tmp_path)
@@ -18,7 +20,7 @@ def test_help_is_light_and_lists_commands(tmp_path):
     probe = "import sys, qagent.cli; print(sorted(m for m in ('torch', 'mlflow', 'gymnasium') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    assert run_qagent("--version", cwd=tmp_path).stdout.strip().endswith("0.1.0")
+    assert run_qagent("--version", cwd=tmp_path).stdout.strip().endswith(qagent.__version__)
 
 
 def test_train_eval_round_trip_with_default_mlflow_store(tmp_path):

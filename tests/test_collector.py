@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from qagent.agents.dqn import QActor
 from qagent.agents.exploration import EpsilonGreedy
 from qagent.agents.replay.buffer import ReplayBuffer
 from qagent.config import EnvConfig
@@ -43,6 +44,13 @@ def counter_env():
     return EnvConfig(id="test-counter", max_episode_steps=4)
 
 
+class ZeroPolicy:
+    """Q-values 0 for both actions: the strategy's random draws decide."""
+
+    def q_values(self, obs):
+        return np.zeros((len(obs), 2))
+
+
 def in_arrival_order(buffer: ReplayBuffer) -> np.ndarray:
     slots = np.flatnonzero(buffer.valid)
     return slots[np.argsort(buffer.transition_id[slots])]
@@ -52,7 +60,8 @@ def collector(env_config: EnvConfig, num_envs: int = 2, seed: int = 0) -> tuple[
     envs = make_vector_env(env_config, num_envs)
     buffer = ReplayBuffer(1000, envs.single_observation_space, 0.9, num_envs=num_envs, seed=seed)
     strategy = EpsilonGreedy(EpsilonGreedy.Config(start=0.5, end=0.5), 2, 1000, seed=seed)
-    return Collector(envs, lambda obs: np.zeros((len(obs), 2)), strategy, buffer, seed=seed), buffer
+    actor = QActor(ZeroPolicy(), strategy, buffer, n_actions=2)
+    return Collector(envs, actor, seed=seed), buffer
 
 
 def test_final_observations_reach_the_buffer(counter_env):
@@ -75,7 +84,7 @@ def test_restore_replays_each_env_to_its_saved_state():
     config = EnvConfig(id="CartPole-v1")
     a, buffer_a = collector(config, num_envs=3, seed=1)
     a.collect(40, step=0)
-    state = {"collector": a.state_dict(), "exploration": a.exploration.state_dict()}
+    state = {"collector": a.state_dict(), "actor": a.actor.state_dict()}
     seen = set(buffer_a.transition_id[buffer_a.valid].tolist())
     a.collect(60, step=120)
     later = in_arrival_order(buffer_a)
@@ -83,7 +92,7 @@ def test_restore_replays_each_env_to_its_saved_state():
     expected = buffer_a.get(later)
 
     b, buffer_b = collector(config, num_envs=3, seed=99)
-    b.exploration.load_state_dict(state["exploration"])
+    b.actor.load_state_dict(state["actor"])
     b.load_state_dict(state["collector"])
     b.collect(60, step=120)
     got = buffer_b.get(in_arrival_order(buffer_b))
@@ -94,7 +103,7 @@ def test_non_deterministic_env_warns_and_restarts():
     ENVS.register("test-noisy-counter", lambda: Counter(noisy=True))
     config = EnvConfig(id="test-noisy-counter", max_episode_steps=1000)
     a, _ = collector(config, num_envs=1)
-    a.exploration = EpsilonGreedy(EpsilonGreedy.Config(start=0.0, end=0.0), 2, 1000)
+    a.actor.exploration = EpsilonGreedy(EpsilonGreedy.Config(start=0.0, end=0.0), 2, 1000)
     a.collect(5, step=0)
     b, _ = collector(config, num_envs=1)
     with pytest.warns(UserWarning, match="did not replay to its saved state"):

@@ -13,7 +13,8 @@ from conftest import EXAMPLE_PLUGIN, TINY, run_qagent
 from mlflow.tracking import MlflowClient
 from test_training import tiny_config
 
-from qagent.export import Exportable, check_parity, export_checkpoint, real_observations
+from qagent.agents.policy import q_network_exportable
+from qagent.export import check_parity, export_checkpoint, real_observations
 from qagent.serve import Policy
 from qagent.serve import metadata as md
 from qagent.training.checkpoint import load_checkpoint
@@ -80,7 +81,7 @@ def test_parity_check_catches_a_different_network(trained, tmp_path):
     torch.manual_seed(123)
     other = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     env_obs = np.random.default_rng(0).standard_normal((256, 4)).astype(np.float32)
-    rows = check_parity(Exportable.of_q_network(other), report.path, {"env": env_obs})
+    rows = check_parity(q_network_exportable(other), report.path, {"env": env_obs})
     assert not all(row.ok for row in rows)
 
 

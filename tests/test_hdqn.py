@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from conftest import run_qagent, train_and_export
 
-from qagent.agents.hdqn.agent import GoalStats
-from qagent.agents.replay.factory import make_replay
+from qagent.agents.hdqn import GoalStats, HDQNExploration
 from qagent.config import resolve_config
 from qagent.envs.factory import make_env, make_vector_env
 from qagent.envs.goals import MiniGridObjectGoals, StateIndexGoals
@@ -24,8 +23,8 @@ from qagent.serve import InputError, Policy
 from qagent.serve.goals import GoalEncoding, GoalKeeper, GoalTest
 from qagent.serve.http import PolicyServer, ServerOptions
 from qagent.training.build import build_agent
+from qagent.training.collector import Collector
 from qagent.training.evaluation import evaluate_checkpoint, evaluate_policy_file
-from qagent.training.hdqn_loop import HDQNExploration, HierarchicalCollector, Memories
 from qagent.training.loop import start_training
 
 # ---------------------------------------------------------------------- the decision process
@@ -203,10 +202,9 @@ def test_options_fill_both_memories(workdir, max_option_steps):
 
     inner.step = logged_step
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space)
-    exploration = HDQNExploration(agent.config, agent.n_goals, agent.n_actions, seed=0)
-    d1 = make_replay(config.replay, agent.controller_space, 0.99, 1, seed=0)
-    d2 = make_replay(agent.config.meta_replay, envs.single_observation_space, 0.99, 1, seed=1)
-    collector = HierarchicalCollector(envs, agent, exploration, Memories(d1, d2), seed=0)
+    memory = agent.make_memory(config, envs, seed=0)
+    d1, d2 = memory.controller, memory.meta
+    collector = Collector(envs, agent.actor(None, envs, memory, seed=0), seed=0)  # h-DQN explores on its own
     collector.collect(200, 0)
 
     controller = _stream(d1)
@@ -259,12 +257,8 @@ def test_hdqn_config_errors(workdir):
         resolve_config({}, ["agent.name=hdqn", "agent.pretrain_steps=50000", "train.total_steps=50000"])
     with pytest.raises(ConfigError, match="unknown MiniGrid goal 'box'"):
         MiniGridObjectGoals(gym.spaces.Discrete(3), goals=["key", "box"])
-    config = resolve_config(
-        {}, ["agent.name=hdqn", "env.id=stochastic-decision-process", "train.async_collection=true"]
-    )
-    with pytest.raises(ConfigError, match="h-DQN collects serially"):
-        start_training(config, run_name="async", progress=False)
-    assert not (workdir / "runs" / "async").exists()  # nothing ran: no run directory left behind
+    with pytest.raises(ConfigError, match="h-DQN collects serially"):  # refused with the config, before any run
+        resolve_config({}, ["agent.name=hdqn", "env.id=stochastic-decision-process", "train.async_collection=true"])
     with pytest.raises(Exception, match="did you mean 'state-index'"):
         resolve_config({}, ["agent.name=hdqn", "agent.goal_space=state-indx"])
     sdp = resolve_config({}, ["agent.name=hdqn", "env.id=stochastic-decision-process", "agent.goal_encoding=planes"])
@@ -654,5 +648,5 @@ def test_hdqn_resumes_exactly(workdir):
     for level in ("controller", "meta"):
         for key, value in a["agent"][level]["q_net"].items():
             assert torch.equal(value, b["agent"][level]["q_net"][key]), f"{level}.{key}"
-    assert a["exploration"]["stats"] == b["exploration"]["stats"]
+    assert a["actor"]["exploration"]["stats"] == b["actor"]["exploration"]["stats"]
     assert (workdir / "runs/a/episodes.csv").read_text() == (workdir / "runs/b/episodes.csv").read_text()

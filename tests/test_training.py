@@ -13,11 +13,12 @@ import pytest
 import torch
 from conftest import TINY
 
+from qagent.agents.base import GreedyActor, Span
 from qagent.config import resolve_config
 from qagent.errors import CheckpointError
 from qagent.training.checkpoint import load_checkpoint
 from qagent.training.evaluation import Evaluator, evaluate_checkpoint
-from qagent.training.loop import crossings, resume_training, start_training
+from qagent.training.loop import resume_training, start_training
 from qagent.training.runs import RunDir
 
 
@@ -26,9 +27,10 @@ def tiny_config(*overrides: str):
     return resolve_config({}, [*sets, "tracking.enabled=false", *overrides])
 
 
-def test_crossings():
-    assert crossings(0, 256, 256) == 1 and crossings(255, 256, 256) == 1
-    assert crossings(256, 511, 256) == 0 and crossings(0, 1000, 10) == 100
+def test_span_crossings():
+    assert Span(0, 256, 512).crossings(256) == 1 and Span(255, 256, 512).crossings(256) == 1
+    assert Span(256, 511, 512).crossings(256) == 0 and Span(0, 1000, 1000).crossings(10) == 100
+    assert Span(0, 256, 512).progress == 0.5
 
 
 def test_exact_resume_gives_identical_weights(workdir):
@@ -96,7 +98,7 @@ def test_evaluation_is_deterministic_and_independent_of_parallelism(workdir):
     assert a.returns == b.returns and a.extra["step"] == 600
     config = tiny_config()
     one, four = Evaluator(config.env, 1), Evaluator(config.env, 4)
-    policy = lambda obs: np.tile([0.0, 1.0], (len(obs), 1))  # noqa: E731 - always push right
+    policy = GreedyActor(lambda obs: np.tile([0.0, 1.0], (len(obs), 1)))  # always push right
     assert one.run(policy, 5, seed=11).returns == four.run(policy, 5, seed=11).returns
     summary = one.run(policy, 5, seed=11).summary()
     assert set(summary) == {"episodes", "mean", "std", "min", "max", "median", "mean_length", "success_rate"}
@@ -162,3 +164,18 @@ def test_max_episodes_stops_training_and_refuses_a_resume_past_it(workdir):
     assert result.episodes == 4 and result.step < 5000 and not result.interrupted
     with pytest.raises(CheckpointError, match="already reached train.max_episodes"):
         resume_training("runs/ep", [], progress=False)
+
+
+def test_checkpoints_from_before_the_one_loop_evaluate_but_do_not_resume(workdir):
+    """A format-1 checkpoint (qagent 0.1: exploration state instead of an actor's) is refused for
+    resuming with a message that names its version; evaluation and export still read it."""
+    result = start_training(tiny_config("train.total_steps=300"), run_name="old", progress=False)
+    data = torch.load(result.checkpoint, weights_only=True)
+    data["format_version"], data["qagent_version"] = 1, "0.1.0"
+    data["exploration"] = data.pop("actor")["exploration"]
+    del data["window"]
+    torch.save(data, result.checkpoint)
+    with pytest.raises(CheckpointError, match=r"written by qagent 0\.1\.0 \(checkpoint format 1\)") as caught:
+        resume_training(result.run_dir, ["train.total_steps=600"], progress=False)
+    assert "qagent eval" in caught.value.hint
+    assert evaluate_checkpoint(str(result.run_dir), episodes=2, seed=0).extra["step"] == 300

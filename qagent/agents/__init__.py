@@ -6,7 +6,7 @@ Importing this package registers the built-in agents, networks and exploration s
 from qagent.agents.distributional import C51Agent, C51Config, QRConfig, QRDQNAgent, RainbowAgent
 from qagent.agents.dqn import DQNAgent, DQNConfig, LossOutput, UpdateResult
 from qagent.agents.exploration import ActionValues, EpsilonGreedy, ExplorationStrategy, Greedy
-from qagent.agents.hdqn.agent import HDQNAgent, HDQNConfig
+from qagent.agents.hdqn import HDQNAgent, HDQNConfig
 from qagent.agents.networks import MLP, QNetwork, Torso, build_torso
 from qagent.agents.policy import QPolicy
 from qagent.agents.replay.buffer import Batch, ReplayBuffer

@@ -11,6 +11,10 @@ Hooks a variant overrides instead of copying the update (see docs/plugins.md):
 - :meth:`DQNAgent.compute_loss` -- the loss and per-sample TD errors against those targets;
 - :meth:`DQNAgent.update` -- one gradient step (calls the two above);
 - :meth:`DQNAgent.update_target` -- hard copy or Polyak averaging into the target network.
+
+It implements the :class:`~qagent.agents.base.Agent` interface: its actor (:class:`QActor`) acts
+through the run's exploration strategy and writes one transition per env step to a single
+replay memory, which :meth:`DQNAgent.learn` samples.
 """
 
 from __future__ import annotations
@@ -19,13 +23,16 @@ import copy
 from typing import Any, ClassVar, Literal, NamedTuple
 
 import gymnasium as gym
+import numpy as np
 import torch
 from torch import nn
 
+from qagent.agents.base import Actor, Agent, Exportable, Policy, Span, Transition
+from qagent.agents.exploration import ActionValues, ExplorationStrategy, checked_actions
 from qagent.agents.networks import QNetwork, apply_spectral_norm, build_torso
 from qagent.agents.optim import FusedAdam, clip_grad_norm
-from qagent.agents.policy import QPolicy
-from qagent.agents.replay.buffer import Batch
+from qagent.agents.policy import QPolicy, q_network_exportable
+from qagent.agents.replay import Batch, Replay, make_replay
 from qagent.agents.targets import double_next_values, elementwise_td_loss, max_next_values, td_target
 from qagent.config import (
     AgentConfig,
@@ -35,6 +42,7 @@ from qagent.config import (
     PositiveFloat,
     PositiveInt,
     Probability,
+    RunConfig,
 )
 from qagent.errors import ConfigError
 from qagent.plugins.registries import register_agent
@@ -111,15 +119,44 @@ class LossOutput(NamedTuple):
 
 
 class UpdateResult(NamedTuple):
-    """Metrics of one gradient step."""
+    """Metrics of one gradient step (``q_mean`` None when the learner does not report it)."""
 
     loss: float
-    q_mean: float
-    td_errors: torch.Tensor
+    q_mean: float | None
+    td_errors: torch.Tensor | None
+
+
+class QActor(Actor):
+    """Acts with a Q-policy through an exploration strategy; one transition per env step into a replay memory."""
+
+    def __init__(self, policy: Policy, exploration: ExplorationStrategy, memory: Replay, n_actions: int) -> None:
+        self.policy = policy
+        self.exploration = exploration
+        self.memory = memory
+        self.n_actions = n_actions
+
+    def act(self, obs: np.ndarray, step: int) -> np.ndarray:
+        chosen = self.exploration.select(ActionValues(obs, self.policy.q_values, self.n_actions), step)
+        return checked_actions(self.exploration, chosen, len(obs))
+
+    def observe(self, step: Transition) -> None:
+        self.memory.add(*step)
+
+    def metrics(self, step: int) -> dict[str, float]:
+        return {f"train/{k}": v for k, v in self.exploration.metrics(step).items()}
+
+    def epsilon(self, step: int) -> float | None:
+        return self.exploration.metrics(step).get("epsilon")
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"exploration": self.exploration.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.exploration.load_state_dict(state["exploration"])
 
 
 @register_agent("dqn")
-class DQNAgent:
+class DQNAgent(Agent):
     """Deep Q-Network (Mnih et al. 2015); every Rainbow component is an option of its config."""
 
     Config = DQNConfig
@@ -151,6 +188,75 @@ class DQNAgent:
         self._params = [p for p in self.q_net.parameters() if p.requires_grad]
         self.policy = QPolicy(self.q_net, resample_noise=config.noisy)
         self.updates = 0
+
+    # ------------------------------------------------------------------ the agent interface
+
+    @property
+    def train_every(self) -> int:
+        return self.config.train_freq
+
+    def make_memory(self, config: RunConfig, envs: gym.vector.VectorEnv, seed: int) -> Replay:
+        """One replay memory as the run's ``replay`` section says (frames stored once when stacked)."""
+        from qagent.envs.factory import frame_stack_of
+
+        sub_envs = getattr(envs, "envs", None)
+        stack = frame_stack_of(sub_envs[0]) if sub_envs is not None else None
+        return make_replay(config.replay, envs.single_observation_space, self.config.gamma, envs.num_envs, seed, stack)
+
+    def actor(
+        self,
+        exploration: ExplorationStrategy,
+        envs: gym.vector.VectorEnv,
+        memory: Replay,
+        seed: int,
+        policy: Policy | None = None,
+    ) -> QActor:
+        return QActor(policy or self.policy, exploration, memory, self.n_actions)
+
+    def learn(self, memory: Replay, span: Span) -> dict[str, float]:
+        return {f"train/{k}": v for k, v in self.learn_level(memory, span).items()}
+
+    def learn_level(self, memory: Replay, span: Span, min_size: int = 1, active: bool = True) -> dict[str, float]:
+        """Target updates due in ``span``, then its gradient rounds (once learning has started).
+
+        :param min_size: transitions the memory must hold before sampling.
+        :param active: False skips the gradient rounds (h-DQN's meta level while the controller pre-trains).
+        :returns: the mean ``loss`` and ``q_mean`` of the gradient steps taken, if any.
+        """
+        c = self.config
+        self.update_target(span.crossings(c.target_update_interval))
+        if not active or span.end <= c.learning_starts or len(memory) < min_size:
+            return {}
+        updates = c.gradient_steps * span.crossings(c.train_freq)
+        results = []
+        for batch in memory.sample_many(updates, c.batch_size, span.progress):
+            results.append(self.update(batch))
+            if results[-1].td_errors is not None:
+                memory.update_priorities(batch.indices, results[-1].td_errors)
+        if not results:
+            return {}
+        out = {"loss": sum(r.loss for r in results) / len(results)}
+        if results[0].q_mean is not None:
+            out["q_mean"] = sum(r.q_mean for r in results) / len(results)
+        return out
+
+    def exportable(self) -> Exportable:
+        return q_network_exportable(self.q_net)
+
+    def optimistic_start(self, r_max: float, weight_scale: float) -> None:
+        """Output weights scaled down and biases set so every Q-value starts near ``r_max / (1 - gamma)``."""
+        head = getattr(self.q_net, "head", None)
+        if head is None or getattr(head, "atoms", 1) != 1:
+            raise ConfigError(
+                "exploration 'optimistic' needs a head with one Q-value per action",
+                hint="distributional agents cannot start optimistic; use epsilon-greedy or noisy",
+            )
+        with torch.no_grad():
+            for layer in head.output_layers():
+                layer.weight.mul_(weight_scale)
+                layer.bias.zero_()
+            head.output_layers()[0].bias.fill_(r_max / (1.0 - self.config.gamma))  # the value stream, or the only layer
+        self.target_net.load_state_dict(self.q_net.state_dict())
 
     # ------------------------------------------------------------------ hooks
 

@@ -13,7 +13,6 @@ from functools import cached_property
 from typing import Any, Literal
 
 import numpy as np
-import torch
 
 from qagent.config import ExplorationConfig, PositiveFloat, PositiveInt, Probability
 from qagent.errors import ConfigError, PluginError
@@ -79,7 +78,8 @@ class ExplorationStrategy:
         self.rng = np.random.default_rng(seed)
 
     def prepare(self, agent: Any) -> None:
-        """Called once with the freshly built agent, before training (e.g. to initialize its network)."""
+        """Called once with a freshly built agent (not a resumed one), through the agent interface only
+        (e.g. :meth:`~qagent.agents.base.Agent.optimistic_start`)."""
 
     def select(self, q: ActionValues, step: int) -> np.ndarray:
         """Actions (int64, one per observation) at env step ``step``."""
@@ -134,22 +134,44 @@ class Greedy(ExplorationStrategy):
         return q.greedy()
 
 
+class ScheduleConfig(ExplorationConfig):
+    """One parameter annealed from ``start`` to ``end`` over part of the run."""
+
+    schedule: Literal["linear", "exponential"] = "linear"
+    """``linear`` interpolates arithmetically, ``exponential`` geometrically (needs end > 0)."""
+    start: float = 1.0
+    end: float = 0.05
+    fraction: Probability = 0.1
+    """Decay length as a fraction of ``train.total_steps`` (ignored when decay_steps is set)."""
+    decay_steps: PositiveInt | None = None
+    """Decay length in env steps."""
+
+
+class AnnealedStrategy(ExplorationStrategy):
+    """A strategy whose one parameter (epsilon, a temperature) follows its config's schedule."""
+
+    config: ScheduleConfig
+
+    def __init__(self, config: ScheduleConfig, n_actions: int, total_steps: int, seed: int = 0) -> None:
+        super().__init__(config, n_actions, total_steps, seed)
+        self.duration = config.decay_steps or int(config.fraction * total_steps)
+
+    def annealed(self, step: int) -> float:
+        """The parameter's value at env step ``step``."""
+        c = self.config
+        return SCHEDULES[c.schedule](step, c.start, c.end, self.duration)
+
+
 @register_exploration("epsilon-greedy")
-class EpsilonGreedy(ExplorationStrategy):
+class EpsilonGreedy(AnnealedStrategy):
     """A uniformly random action with probability epsilon, annealed linearly or exponentially."""
 
-    class Config(ExplorationConfig):
+    class Config(ScheduleConfig):
         name: str = "epsilon-greedy"
-        schedule: Literal["linear", "exponential"] = "linear"
-        """``linear`` interpolates arithmetically, ``exponential`` geometrically (needs end > 0)."""
         start: Probability = 1.0
         """Epsilon at step 0."""
         end: Probability = 0.05
         """Epsilon after the decay."""
-        fraction: Probability = 0.1
-        """Decay length as a fraction of ``train.total_steps`` (ignored when decay_steps is set)."""
-        decay_steps: PositiveInt | None = None
-        """Decay length in env steps."""
 
         def check(self, run: Any) -> None:
             if self.schedule == "exponential" and (self.start <= 0 or self.end <= 0):
@@ -158,14 +180,8 @@ class EpsilonGreedy(ExplorationStrategy):
                     hint="use exploration.schedule=linear to decay to 0",
                 )
 
-    config: Config
-
-    def __init__(self, config: Config, n_actions: int, total_steps: int, seed: int = 0) -> None:
-        super().__init__(config, n_actions, total_steps, seed)
-        self.duration = decay_length(config, total_steps)
-
     def epsilon(self, step: int) -> float:
-        return annealed(self.config, step, self.duration)
+        return self.annealed(step)
 
     def select(self, q: ActionValues, step: int) -> np.ndarray:
         n = len(q)
@@ -179,20 +195,11 @@ class EpsilonGreedy(ExplorationStrategy):
         return {"epsilon": self.epsilon(step)}
 
 
-def annealed(config: Any, step: int, duration: int) -> float:
-    """A schedule config's value at ``step`` (``start``, ``end``, ``schedule`` fields)."""
-    return SCHEDULES[config.schedule](step, config.start, config.end, duration)
-
-
-def decay_length(config: Any, total_steps: int) -> int:
-    return config.decay_steps or int(config.fraction * total_steps)
-
-
 @register_exploration("boltzmann")
-class Boltzmann(ExplorationStrategy):
+class Boltzmann(AnnealedStrategy):
     """Actions sampled from softmax(Q / temperature), the temperature annealed (Boltzmann exploration)."""
 
-    class Config(ExplorationConfig):
+    class Config(ScheduleConfig):
         name: str = "boltzmann"
         schedule: Literal["linear", "exponential"] = "exponential"
         """How the temperature moves from start to end."""
@@ -202,17 +209,9 @@ class Boltzmann(ExplorationStrategy):
         """Temperature after the decay."""
         fraction: Probability = 0.5
         """Decay length as a fraction of ``train.total_steps`` (ignored when decay_steps is set)."""
-        decay_steps: PositiveInt | None = None
-        """Decay length in env steps."""
-
-    config: Config
-
-    def __init__(self, config: Config, n_actions: int, total_steps: int, seed: int = 0) -> None:
-        super().__init__(config, n_actions, total_steps, seed)
-        self.duration = decay_length(config, total_steps)
 
     def temperature(self, step: int) -> float:
-        return annealed(self.config, step, self.duration)
+        return self.annealed(step)
 
     def select(self, q: ActionValues, step: int) -> np.ndarray:
         logits = q.values / self.temperature(step)
@@ -257,19 +256,7 @@ class OptimisticInitialization(ExplorationStrategy):
     config: Config
 
     def prepare(self, agent: Any) -> None:
-        head = getattr(agent.q_net, "head", None)
-        if head is None or getattr(head, "atoms", 1) != 1:
-            raise ConfigError(
-                "exploration 'optimistic' needs a head with one Q-value per action",
-                hint="distributional agents cannot start optimistic; use epsilon-greedy or noisy",
-            )
-        optimistic = self.config.r_max / (1.0 - agent.config.gamma)
-        with torch.no_grad():
-            for layer in head.output_layers():
-                layer.weight.mul_(self.config.weight_scale)
-                layer.bias.zero_()
-            head.output_layers()[0].bias.fill_(optimistic)  # the value stream, or the only layer
-        agent.target_net.load_state_dict(agent.q_net.state_dict())
+        agent.optimistic_start(self.config.r_max, self.config.weight_scale)
 
     def select(self, q: ActionValues, step: int) -> np.ndarray:
         return q.greedy()

@@ -1,4 +1,4 @@
-"""The acting half of an agent: observations -> Q-values -> greedy actions.
+"""The acting half of a Q-learning agent: observations -> Q-values -> greedy actions.
 
 This is what collection and evaluation call and what export writes to ONNX; it knows
 nothing about targets, losses or optimizers.
@@ -7,11 +7,15 @@ nothing about targets, losses or optimizers.
 from __future__ import annotations
 
 import contextlib
+import copy
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from qagent.agents.base import Exportable, GreedyActor
 
 
 class QPolicy:
@@ -40,6 +44,9 @@ class QPolicy:
         """Greedy actions, ``int64[batch]``."""
         return self.q_values(obs).argmax(axis=1)
 
+    def evaluator(self) -> GreedyActor:
+        return GreedyActor(self.q_values)
+
     @contextlib.contextmanager
     def evaluation_mode(self) -> Iterator[QPolicy]:
         """Switch the network to eval mode inside the block (noisy layers use their means)."""
@@ -49,3 +56,33 @@ class QPolicy:
             yield self
         finally:
             self.network.train(was_training)
+
+    def copy(self) -> QPolicy:
+        return QPolicy(copy.deepcopy(self.network).requires_grad_(False), self.resample_noise)
+
+    def weights(self) -> dict[str, Any]:
+        return {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+
+    def load_weights(self, weights: dict[str, Any]) -> None:
+        with torch.no_grad():
+            for mine, theirs in zip(self.network.state_dict().values(), weights.values(), strict=True):
+                mine.copy_(theirs)
+
+
+class PolicyModule(nn.Module):
+    """``obs -> (q_values, action)``: a Q-network as written to ONNX."""
+
+    def __init__(self, network: nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        q_values = self.network(obs)
+        return q_values, q_values.argmax(dim=1)
+
+
+def q_network_exportable(network: nn.Module) -> Exportable:
+    """A Q-network taking observations, as export writes it: ``obs -> (q_values, action)``."""
+    from qagent.serve import metadata as md
+
+    return Exportable(PolicyModule(network).eval(), lambda obs: (obs,), [md.INPUT_NAME], list(md.OUTPUT_NAMES))

@@ -1,31 +1,29 @@
-"""Stable-Baselines3's DQN as a qagent agent (``sb3-dqn``), for comparisons under equal conditions.
+"""Stable-Baselines3's DQN learner as a qagent agent (``sb3-dqn``), for comparisons under equal conditions.
 
-The same config keys (lr, batch, buffer, schedules, network), the same envs and preprocessing,
-the same periodic evaluation, checkpoints, MLflow tracking, ``qagent eval`` and ``qagent export``;
-only the learner is SB3's (``model.learn``), so differences in results or speed come from the
-implementations. SB3 is an optional dependency (``pip install 'qagent[sb3]'``).
+A plugin like any other: a :class:`~qagent.agents.dqn.DQNAgent` whose network, optimizer and
+gradient step are SB3's (its ``QNetwork``, its Adam, ``DQN.train``) while collection, replay,
+the schedule, exploration, evaluation, checkpoints and export are qagent's, through the one
+training loop. Differences in results or speed then come from the learners alone. SB3 is an
+optional dependency (``pip install 'qagent[sb3]'``).
 
-SB3's DQN has vanilla targets and the Huber loss, epsilon decays linearly, and the network is
-an MLP or the Nature CNN; other settings are refused rather than silently ignored. Runs cannot
-be resumed (SB3 keeps its own state in its own format).
+SB3's DQN has vanilla targets, the Huber loss, uniform replay and an MLP or the Nature CNN;
+other settings are refused rather than silently ignored. n-step returns work: each sample's
+discount goes to SB3 as its ``discounts``.
 """
 
 from __future__ import annotations
 
-import time
-from functools import partial
 from typing import Any
 
 import gymnasium as gym
 import torch
 from torch import nn
 
-from qagent.agents.dqn import DQNConfig
-from qagent.agents.policy import QPolicy
-from qagent.config import NetworkConfig, RunConfig
-from qagent.errors import CheckpointError, ConfigError
-from qagent.plugins.registries import register_agent
-from qagent.training.collector import Episode
+from qagent import register_agent
+from qagent.agents.dqn import DQNAgent, DQNConfig, UpdateResult
+from qagent.agents.replay import Batch
+from qagent.config import NetworkConfig
+from qagent.errors import ConfigError
 
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
 
@@ -42,12 +40,12 @@ class SB3DQNConfig(DQNConfig):
             unsupported.append("agent.double=true (SB3's DQN uses vanilla targets)")
         if self.loss != "huber":
             unsupported.append("agent.loss=mse (SB3's DQN uses the Huber loss)")
+        if self.dueling or self.noisy or self.spectral_norm:
+            unsupported.append("dueling, noisy or spectral-norm networks (SB3 builds a plain QNetwork)")
+        if run.replay.prioritized:
+            unsupported.append("replay.prioritized=true (SB3's DQN samples uniformly)")
         if run.network.name not in ("mlp", "nature-cnn"):
             unsupported.append(f"network.name={run.network.name} (SB3 offers mlp and nature-cnn)")
-        if run.exploration.name != "epsilon-greedy" or run.exploration.schedule != "linear":
-            unsupported.append("exploration other than linear epsilon-greedy")
-        if run.train.async_collection:
-            unsupported.append("train.async_collection=true")
         if unsupported:
             raise ConfigError("sb3-dqn does not support " + "; ".join(unsupported), hint="use agent.name=dqn for those")
 
@@ -62,18 +60,29 @@ def policy_spec(agent: DQNConfig, network: NetworkConfig) -> tuple[str, dict[str
     return "CnnPolicy", kwargs
 
 
-def _require_sb3() -> None:
-    try:
-        import stable_baselines3  # noqa: F401
-    except ImportError:
-        raise ConfigError("agent sb3-dqn needs Stable-Baselines3", hint="pip install 'qagent[sb3]'") from None
+class OneBatch:
+    """Stands in for SB3's replay buffer: ``sample`` hands ``DQN.train`` the batch qagent sampled."""
+
+    def __init__(self) -> None:
+        self.batch: Batch | None = None
+
+    def sample(self, batch_size: int, env: Any = None) -> Any:
+        from stable_baselines3.common.type_aliases import ReplayBufferSamples
+
+        b = self.batch
+        assert b is not None, "sample() outside SB3DQNAgent.update"
+        column = torch.zeros_like(b.reward).unsqueeze(1)
+        return ReplayBufferSamples(
+            b.obs, b.action.unsqueeze(1), b.next_obs, column, b.reward.unsqueeze(1), b.discount.unsqueeze(1)
+        )
 
 
 @register_agent("sb3-dqn")
-class SB3DQNAgent:
-    """Stable-Baselines3's DQN, trained through qagent's CLI, envs, evaluation and tracking."""
+class SB3DQNAgent(DQNAgent):
+    """Stable-Baselines3's DQN learner (network, Adam, ``DQN.train``) in qagent's loop."""
 
     Config = SB3DQNConfig
+    config: SB3DQNConfig
 
     def __init__(
         self,
@@ -82,169 +91,48 @@ class SB3DQNAgent:
         action_space: gym.Space,
         network_config: NetworkConfig,
         device: str | torch.device = "cpu",
-        sb3_policy: Any = None,
     ) -> None:
-        _require_sb3()
-        from stable_baselines3.dqn.policies import CnnPolicy, MlpPolicy
-
-        self.config = config
-        self.n_actions = int(action_space.n)
-        if sb3_policy is None:  # for evaluation and export: the architecture SB3 would build
-            name, kwargs = policy_spec(config, network_config)
-            policy_cls = MlpPolicy if name == "MlpPolicy" else CnnPolicy
-            sb3_policy = policy_cls(observation_space, action_space, lambda _: config.lr, **kwargs)
-        self.sb3_policy = sb3_policy
-        self.q_net = sb3_policy.q_net  # raw observations in (SB3 scales images inside), Q-values out
-        self.target_net = sb3_policy.q_net_target
-        self.optimizer = sb3_policy.optimizer
-        self.policy = QPolicy(self.q_net)
-        self.updates = 0
-
-    @staticmethod
-    def trainer_class() -> type:
-        return SB3Trainer
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "q_net": self.q_net.state_dict(),
-            "target_net": self.target_net.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "updates": self.updates,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.q_net.load_state_dict(state["q_net"])
-        self.target_net.load_state_dict(state["target_net"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.updates = int(state["updates"])
-
-
-class SB3Epsilon:
-    """The exploration view the trainer logs: SB3's current epsilon."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def metrics(self, step: int) -> dict[str, float]:
-        return {"epsilon": float(self.model.exploration_rate)}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"epsilon": float(self.model.exploration_rate)}
-
-
-def _trainer_base() -> type:
-    from qagent.training.loop import Trainer
-
-    return Trainer
-
-
-class SB3Trainer(_trainer_base()):  # type: ignore[misc]
-    """qagent's run around SB3's ``model.learn``: records, evaluation, checkpoints, tracking."""
-
-    def build(self, seeds: list[int], device: str) -> None:
-        from stable_baselines3 import DQN
-        from stable_baselines3.common.vec_env import DummyVecEnv
-
-        from qagent.envs.factory import make_env
-
-        config: RunConfig = self.config
-        agent, exploration = config.agent, config.exploration
-        self.envs = DummyVecEnv([partial(make_env, config.env, training=True)] * config.env.num_envs)
-        decay = exploration.decay_steps or exploration.fraction * config.train.total_steps
-        name, policy_kwargs = policy_spec(agent, config.network)
-        self.model = DQN(
+        try:
+            from stable_baselines3 import DQN
+            from stable_baselines3.common.logger import Logger
+        except ImportError:
+            raise ConfigError("agent sb3-dqn needs Stable-Baselines3", hint="pip install 'qagent[sb3]'") from None
+        name, policy_kwargs = policy_spec(config, network_config)
+        model = DQN(
             name,
-            self.envs,
-            learning_rate=agent.lr,
-            buffer_size=config.replay.capacity,
-            learning_starts=agent.learning_starts,
-            batch_size=agent.batch_size,
-            tau=agent.tau,
-            gamma=agent.gamma,
-            train_freq=max(1, agent.train_freq // config.env.num_envs),
-            gradient_steps=agent.gradient_steps,
-            target_update_interval=agent.target_update_interval,
-            exploration_fraction=min(1.0, decay / config.train.total_steps),
-            exploration_initial_eps=exploration.start,
-            exploration_final_eps=exploration.end,
-            max_grad_norm=agent.max_grad_norm if agent.max_grad_norm is not None else float("inf"),
+            env=None,
+            learning_rate=config.lr,
+            buffer_size=1,  # qagent's memory is sampled instead (OneBatch)
+            batch_size=config.batch_size,
+            gamma=config.gamma,
+            max_grad_norm=config.max_grad_norm if config.max_grad_norm is not None else float("inf"),
             policy_kwargs=policy_kwargs,
-            seed=config.seed,
             device=device,
-            verbose=0,
+            _init_setup_model=False,
         )
-        space = self.envs.observation_space
-        self.agent = SB3DQNAgent(agent, space, self.envs.action_space, config.network, sb3_policy=self.model.policy)
-        self.exploration = SB3Epsilon(self.model)
+        model.observation_space, model.action_space, model.n_envs = observation_space, action_space, 1
+        model._setup_model()
+        model.set_logger(Logger(folder=None, output_formats=[]))
+        model.replay_buffer = self.samples = OneBatch()  # type: ignore[assignment]
+        self.model = model
+        super().__init__(config, observation_space, action_space, network_config, device)
+        model.q_net_target = model.policy.q_net_target = self.target_net
 
-    def train(self) -> Any:
-        from stable_baselines3.common.callbacks import BaseCallback
+    # ------------------------------------------------------------------ the DQN hooks SB3 fills
 
-        from qagent.training.progress import TrainingProgress
-        from qagent.training.stopping import stop_on_interrupt
+    def build_network(self) -> nn.Module:
+        """SB3's QNetwork: raw observations in (it scales images and one-hot codes states itself)."""
+        return self.model.q_net
 
-        trainer = self
-        total, start_step = self.config.train.total_steps, self.step
+    def build_optimizer(self) -> torch.optim.Optimizer:
+        return self.model.policy.optimizer
 
-        class Bridge(BaseCallback):
-            """Feeds qagent's records, evaluation and checkpoints from inside SB3's loop."""
-
-            def __init__(self, stop: Any) -> None:
-                super().__init__()
-                self.stop = stop
-                self.seen_updates = 0
-                self.paused = 0.0
-
-            def _on_step(self) -> bool:
-                prev, trainer.step = trainer.step, int(self.num_timesteps)
-                episodes = [
-                    Episode(trainer.step, float(info["episode"]["r"]), int(info["episode"]["l"]))
-                    for info in self.locals["infos"]
-                    if "episode" in info
-                ]
-                updates = int(self.model._n_updates)
-                if updates > self.seen_updates:
-                    loss = self.model.logger.name_to_value.get("train/loss")
-                    if loss is not None:
-                        trainer.window.add(float(loss))
-                    self.seen_updates, trainer.agent.updates = updates, updates
-                started = time.perf_counter()
-                trainer._after_chunk(prev, episodes)
-                self.paused += time.perf_counter() - started  # evaluation and checkpoints are not training
-                return not self.stop.is_set()
-
-        self._clock = (time.perf_counter(), self.step)
-        with TrainingProgress(total, self.step, self.show_progress) as bar, stop_on_interrupt(bar.print) as stop:
-            self._bar = bar
-            bridge = Bridge(stop)
-            started = time.perf_counter()
-            self.model.learn(total_timesteps=total - self.step, callback=bridge, reset_num_timesteps=False)
-            train_seconds = time.perf_counter() - started - bridge.paused
-            self.collected = self.step
-            interrupted = self.step < total
-            bar.update(self.step, force=True)
-        return self._finish(interrupted, start_step, train_seconds, signal=stop.signum)
-
-    def state_dict(self, buffer_file: str | None) -> dict[str, Any]:
-        import qagent
-
-        return {
-            "qagent_version": qagent.__version__,
-            "config": self.config.to_dict(),
-            "plugins": self.plugins,
-            "step": self.step,
-            "collector_step": self.step,
-            "episodes": self.episodes,
-            "agent": self.agent.state_dict(),
-            "exploration": self.exploration.state_dict(),
-            "buffer_file": None,
-            "last_eval": self.last_eval,
-            "best_eval": self.best_eval,
-            "mlflow_run_id": self.tracker.run_id,
-        }
-
-    def restore(self, checkpoint: dict[str, Any]) -> None:
-        raise CheckpointError(
-            "runs of sb3-dqn cannot be resumed (Stable-Baselines3 keeps its own state)",
-            hint="evaluate or export the run, or start a new one",
-        )
+    def update(self, batch: Batch) -> UpdateResult:
+        """One gradient step of ``DQN.train`` on ``batch``."""
+        self.samples.batch = batch
+        try:
+            self.model.train(gradient_steps=1, batch_size=len(batch.reward))
+        finally:
+            self.samples.batch = None
+        self.updates += 1
+        return UpdateResult(float(self.model.logger.name_to_value["train/loss"]), None, None)

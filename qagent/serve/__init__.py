@@ -8,27 +8,21 @@ ship a policy without PyTorch, gymnasium, MLflow or click (a test checks this).
     action = policy.act(observation)
 
 The policy classes are imported on first use: training shares this package's metadata and
-goal modules, and must work where onnxruntime (the ``serve`` extra) is not installed.
+goal modules, and must work where onnxruntime (the ``serve`` extra) is not installed. Every
+name is taken from :mod:`qagent.serve.hierarchy`, which imports the rest, so ``Policy.load``
+knows the hierarchical policy class whatever name was asked for first.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
-_EXPORTS = {
-    "HierarchicalPolicy": "qagent.serve.hierarchy",
-    "HierarchicalSession": "qagent.serve.hierarchy",
-    "InputError": "qagent.serve.policy",
-    "Policy": "qagent.serve.policy",
-    "PolicyLoadError": "qagent.serve.policy",
-    "PolicySession": "qagent.serve.policy",
-}
-
-__all__ = sorted(_EXPORTS)
+__all__ = ["HierarchicalPolicy", "HierarchicalSession", "InputError", "Policy", "PolicyLoadError", "PolicySession"]
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
+    if name not in __all__:
         raise AttributeError(f"module 'qagent.serve' has no attribute {name!r}")
-    return getattr(importlib.import_module(_EXPORTS[name]), name)
+    from qagent.serve import hierarchy
+
+    return getattr(hierarchy, name)

@@ -18,13 +18,13 @@ import numpy as np
 
 from qagent.serve import metadata as md
 from qagent.serve.goals import GoalEncoding, GoalKeeper, GoalTest, choose_goal
-from qagent.serve.policy import Failure, InputError, Policy, PolicySession, check_graph_tensor
+from qagent.serve.policy import Failure, InputError, Policy, PolicyLoadError, PolicySession, check_graph_tensor  # noqa: F401 - re-exported by qagent.serve
 
 CONTROLLER_INPUT = "controller_obs"
 META_OUTPUT = "meta_q_values"
 
 
-class HierarchicalPolicy(Policy):
+class HierarchicalPolicy(Policy, section="hierarchy"):
     """An exported h-DQN: goals from the meta-controller, actions from the controller."""
 
     graph_inputs = (md.INPUT_NAME, CONTROLLER_INPUT)

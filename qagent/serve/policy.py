@@ -19,7 +19,7 @@ import collections
 import math
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import onnxruntime as ort
@@ -66,6 +66,13 @@ class Policy:
     """The inputs the ONNX graph must take, no more and no fewer."""
     graph_outputs: tuple[str, ...] = md.OUTPUT_NAMES
     """The outputs the ONNX graph must give."""
+    kinds: ClassVar[dict[str, type[Policy]]] = {}
+    """Subclasses by the metadata section that marks their files (``hierarchy``); :meth:`load` picks one."""
+
+    def __init_subclass__(cls, section: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if section is not None:
+            Policy.kinds[section] = cls
 
     def __init__(self, session: ort.InferenceSession, metadata: dict[str, Any], path: str | None = None) -> None:
         self._session = session
@@ -188,10 +195,12 @@ class Policy:
             metadata = md.loads(text)
         except ValueError as exc:
             raise PolicyLoadError(f"{path}: {exc}") from None
-        if "hierarchy" in metadata and cls is Policy:
-            from qagent.serve.hierarchy import HierarchicalPolicy
-
-            return HierarchicalPolicy(session, metadata, path)
+        if cls is Policy and isinstance(metadata, dict):
+            for section, kind in cls.kinds.items():
+                if section in metadata:
+                    return kind(session, metadata, path)
+            if "hierarchy" in metadata:  # its class registers itself when qagent.serve.hierarchy is imported
+                raise PolicyLoadError(f"{path} holds an h-DQN: load it with 'from qagent.serve import Policy'")
         return cls(session, metadata, path)
 
     # ------------------------------------------------------------------ inference

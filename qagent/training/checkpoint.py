@@ -20,7 +20,9 @@ from qagent.errors import CheckpointError
 from qagent.training.runs import RunDir
 
 FORMAT = "qagent-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2 since qagent 0.2 (one loop: an actor's state instead of the exploration's). Evaluation and
+export read format 1 too (the agents' own state is unchanged); resuming needs format 2."""
 
 
 def to_saveable(tree: Any) -> Any:

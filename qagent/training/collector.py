@@ -1,7 +1,9 @@
-"""The collector: acts in vectorized envs and writes transitions to replay.
+"""The collector: steps vectorized envs with an agent's actor and keeps the episode bookkeeping.
 
-It is one half of the collector/learner split: it reads the policy (Q-values) and the
-exploration strategy, and writes to the replay buffer; it never touches the optimizer.
+It is one half of the collector/learner split: the actor (:class:`qagent.agents.base.Actor`)
+chooses the actions and writes what it saw to the agent's memory; the collector steps the envs,
+resets them, and records finished episodes. It never touches a network or an optimizer, so
+every agent (h-DQN included) collects through this one class.
 
 Every episode starts from a seed drawn from the collector's own generator, and the actions
 taken since that reset are kept. A checkpoint stores both, so a resumed run rebuilds each
@@ -14,21 +16,18 @@ and keeps the game's seed.
 from __future__ import annotations
 
 import contextlib
-import copy
 import threading
 import warnings
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
-from torch import nn
 
-from qagent.agents.exploration import ActionValues, ExplorationStrategy, checked_actions
-from qagent.agents.replay.buffer import Batch, Replay
+from qagent.agents.base import Actor, Policy, Transition
+from qagent.agents.replay import Batch, Replay
 
 RESET = -1  # in an env's action log: a reset that continued the game (a lost life)
 
@@ -43,37 +42,28 @@ class Episode:
     length: int
     shaped: float | None = None
     """The shaped return, when rewards are shaped (``ret`` is always the env's own)."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """More per-episode metrics from the actor (h-DQN's intrinsic return), logged at ``step``."""
 
 
 class Collector:
-    """Steps ``envs`` (autoreset disabled) with the policy plus exploration.
+    """Steps ``envs`` (autoreset disabled) with ``actor``.
 
     :param envs: vector env whose sub-envs report ``info["episode"]`` at episode ends.
-    :param q_values: ``obs_batch -> q_BA``, the policy's Q-values.
-    :param exploration: turns Q-values into actions.
-    :param buffer: receives one transition per env per step.
+    :param actor: chooses actions and writes transitions to its agent's memory.
     :param seed: seeds the generator that draws each episode's reset seed.
     """
 
-    def __init__(
-        self,
-        envs: gym.vector.VectorEnv,
-        q_values: Callable[[np.ndarray], np.ndarray],
-        exploration: ExplorationStrategy,
-        buffer: Replay,
-        seed: int,
-    ) -> None:
+    def __init__(self, envs: gym.vector.VectorEnv, actor: Actor, seed: int) -> None:
         self.envs = envs
         self.num_envs = envs.num_envs
-        self.q_values = q_values
-        self.exploration = exploration
-        self.buffer = buffer
-        self.n_actions = int(envs.single_action_space.n)
+        self.actor = actor
         self.seed_rng = np.random.default_rng(seed)
         self.episode_seeds = np.zeros(self.num_envs, dtype=np.int64)
         self.actions: list[list[int]] = [[] for _ in range(self.num_envs)]
         everyone = np.ones(self.num_envs, dtype=bool)
         self.obs = self._reset(everyone, everyone)
+        actor.episodes_started(everyone, self.obs)
 
     def _reset(self, mask: np.ndarray, real: np.ndarray, obs: np.ndarray | None = None) -> np.ndarray:
         """Reset the envs in ``mask``; ``real`` ones start a new game from a fresh seed.
@@ -88,7 +78,9 @@ class Collector:
                 self.actions[i] = []
             else:
                 self.actions[i].append(RESET)
-        reset_obs, _ = self.envs.reset(seed=[int(s) for s in seeds], options={"reset_mask": mask})
+        # A lost life is reset without a seed: the seed is what tells a new game (see qagent.envs.atari).
+        reset_seeds = [int(s) if r else None for s, r in zip(seeds, real, strict=True)]
+        reset_obs, _ = self.envs.reset(seed=reset_seeds, options={"reset_mask": mask})
         if obs is None:
             return reset_obs
         obs[mask] = reset_obs[mask]
@@ -100,25 +92,25 @@ class Collector:
         :returns: the episodes (whole games) that ended, in order.
         """
         episodes: list[Episode] = []
-        n = self.num_envs
+        n, actor = self.num_envs, self.actor
         for k in range(vector_steps):
             now = step + k * n
-            chosen = self.exploration.select(ActionValues(self.obs, self.q_values, self.n_actions), now)
-            actions = checked_actions(self.exploration, chosen, n)
+            actions = actor.act(self.obs, now)
             next_obs, reward, terminated, truncated, info = self.envs.step(actions)
-            self.buffer.add(self.obs, actions, reward, next_obs, terminated, truncated)
+            actor.observe(Transition(self.obs, actions, reward, next_obs, terminated, truncated))
             for i in range(n):
                 self.actions[i].append(int(actions[i]))
             done = terminated | truncated
             if done.any():
                 finished = done & info.get("_episode", np.zeros(n, dtype=bool))
                 if finished.any():
-                    stats = info["episode"]
-                    shaped = info.get("shaped_return")
-                    for i in np.flatnonzero(finished):
+                    stats, shaped = info["episode"], info.get("shaped_return")
+                    indices = np.flatnonzero(finished)
+                    for i, metrics in zip(indices, actor.episodes_ended(indices), strict=True):
                         shaped_i = None if shaped is None else float(shaped[i])
-                        episodes.append(Episode(now + n, float(stats["r"][i]), int(stats["l"][i]), shaped_i))
+                        episodes.append(Episode(now + n, float(stats["r"][i]), int(stats["l"][i]), shaped_i, metrics))
                 next_obs = self._reset(done, finished, next_obs)
+                actor.episodes_started(done, next_obs)
             self.obs = next_obs
         return episodes
 
@@ -157,6 +149,7 @@ class Collector:
                 stacklevel=2,
             )
             self.obs = self._reset(diverged, diverged, self.obs)
+            self.actor.episodes_started(diverged, self.obs)
 
 
 class SharedReplay:
@@ -199,27 +192,43 @@ class SharedReplay:
         return len(self.inner)
 
 
+class SharedPolicy:
+    """A copy of the learner's policy that a collector thread acts with and the learner refreshes.
+
+    The lock makes each refresh whole: an acting step sees the old weights or the new ones.
+    """
+
+    def __init__(self, policy: Policy) -> None:
+        self.inner = policy.copy()
+        self.lock = threading.Lock()
+
+    def q_values(self, obs: np.ndarray) -> np.ndarray:
+        with self.lock:
+            return self.inner.q_values(obs)
+
+    def load_weights(self, weights: dict[str, Any]) -> None:
+        with self.lock:
+            self.inner.load_weights(weights)
+
+
 class BackgroundCollector:
     """Runs a :class:`Collector` in a thread, up to ``lead`` env steps ahead of the learner.
 
-    It acts with its own copy of the online network, refreshed by :meth:`publish` after each
+    Its actor acts with a :class:`SharedPolicy`, refreshed by :meth:`publish` after each
     training round, so collection and learning overlap on two cores. The order of events then
     depends on thread timing: runs are not bit-for-bit reproducible, unlike the serial loop.
 
-    :param collector: the collector to drive (its buffer should be a :class:`SharedReplay`).
-    :param network: the online network, copied for acting.
+    :param collector: the collector to drive (its actor's memory should be a :class:`SharedReplay`).
+    :param policy: the policy its actor acts with.
     :param collected: env steps collected so far.
     :param lead: how many env steps the collector may run ahead of what the learner asked for.
     """
 
-    def __init__(self, collector: Collector, network: nn.Module, collected: int, lead: int) -> None:
+    def __init__(self, collector: Collector, policy: SharedPolicy, collected: int, lead: int) -> None:
         self.collector = collector
+        self.policy = policy
         self.collected = collected
         self.lead = lead
-        self._acting = copy.deepcopy(network).requires_grad_(False)
-        self._spare = copy.deepcopy(network).requires_grad_(False)
-        self._net_lock = threading.Lock()
-        collector.q_values = self._q_values
         self._limit = collected
         self._episodes: list[Episode] = []
         self._cond = threading.Condition()
@@ -227,10 +236,6 @@ class BackgroundCollector:
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="qagent-collector", daemon=True)
         self._thread.start()
-
-    def _q_values(self, obs: np.ndarray) -> np.ndarray:
-        with self._net_lock, torch.inference_mode():
-            return self._acting(torch.as_tensor(obs)).numpy()
 
     def _run(self) -> None:
         try:
@@ -265,13 +270,9 @@ class BackgroundCollector:
             episodes, self._episodes = self._episodes, []
         return episodes
 
-    def publish(self, network: nn.Module) -> None:
-        """Give the collector the learner's current weights (copied, then swapped in)."""
-        with torch.no_grad():
-            for spare, online in zip(self._spare.state_dict().values(), network.state_dict().values(), strict=True):
-                spare.copy_(online)
-        with self._net_lock:
-            self._acting, self._spare = self._spare, self._acting
+    def publish(self, weights: dict[str, Any]) -> None:
+        """Give the collector's actor the learner's current weights."""
+        self.policy.load_weights(weights)
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:

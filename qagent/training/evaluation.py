@@ -8,90 +8,16 @@ environment's own episode returns (``RecordEpisodeStatistics``), not clipped or 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from qagent.agents.base import EvalActor, GreedyActor
 from qagent.config import EnvConfig
 from qagent.envs.factory import make_vector_env
-
-
-@dataclass
-class EvalResult:
-    """Per-episode returns and lengths, in episode order, with summary statistics."""
-
-    returns: list[float]
-    lengths: list[int]
-    seed: int = 0
-    epsilon: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def mean(self) -> float:
-        return float(np.mean(self.returns))
-
-    @property
-    def std(self) -> float:
-        return float(np.std(self.returns))
-
-    def summary(self) -> dict[str, float | int]:
-        r = np.asarray(self.returns, dtype=np.float64)
-        return {
-            "episodes": len(r),
-            "mean": float(r.mean()),
-            "std": float(r.std()),
-            "min": float(r.min()),
-            "max": float(r.max()),
-            "median": float(np.median(r)),
-            "mean_length": float(np.mean(self.lengths)),
-            "success_rate": float((r > 0).mean()),  # positive returns: the successes of sparse-reward games
-        }
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.summary(),
-            "seed": self.seed,
-            "epsilon": self.epsilon,
-            "returns": [float(x) for x in self.returns],
-            "lengths": [int(x) for x in self.lengths],
-            **self.extra,
-        }
-
-
-class Actor(Protocol):
-    """Chooses actions for a batch of envs; may keep per-env state (an h-DQN goal) between steps."""
-
-    def reset(self, mask: np.ndarray) -> None:
-        """The envs in ``mask`` start new episodes."""
-
-    def __call__(self, obs: np.ndarray, envs: list[gym.Env]) -> np.ndarray:
-        """Actions for ``obs`` (one row per env in ``envs``)."""
-
-
-class GreedyActor:
-    """The action with the highest Q-value; no state between steps."""
-
-    def __init__(self, q_values: Callable[[np.ndarray], np.ndarray]) -> None:
-        self.q_values = q_values
-
-    def reset(self, mask: np.ndarray) -> None:
-        pass
-
-    def __call__(self, obs: np.ndarray, envs: list[gym.Env]) -> np.ndarray:
-        return self.q_values(obs).argmax(axis=1)
-
-
-def as_actor(policy: Any) -> Actor:
-    """An actor for ``policy``: itself if it is one, its own actor (stateful policies such as h-DQN),
-    else greedy on its Q-values; ``policy`` may also be a bare Q-value function."""
-    if hasattr(policy, "reset"):
-        return policy
-    if hasattr(policy, "actor"):
-        return policy.actor()
-    return GreedyActor(getattr(policy, "q_values", policy))
+from qagent.training.results import EvalResult
 
 
 class SessionActor:
@@ -135,12 +61,9 @@ class Evaluator:
         self.num_envs = num_envs
         self._envs = None
 
-    def run(self, policy: Any, episodes: int, seed: int, epsilon: float = 0.0) -> EvalResult:
-        """Play ``episodes`` episodes; a random action with probability ``epsilon``.
-
-        :param policy: an :class:`Actor`, a policy (see :func:`as_actor`) or a Q-value function.
-        """
-        actor = as_actor(policy)
+    def run(self, actor: EvalActor, episodes: int, seed: int, epsilon: float = 0.0) -> EvalResult:
+        """Play ``episodes`` episodes with ``actor`` (``policy.evaluator()``); a random action with
+        probability ``epsilon``."""
         k = min(self.num_envs, episodes)
         if self._envs is None or self._envs.num_envs != k:
             self.close()
@@ -200,35 +123,24 @@ def evaluate_checkpoint(
     :param checkpoint: the checkpoint ``target`` resolves to, if the caller loaded it already.
     :param video: also record the first ``video_episodes`` episodes to this .gif or .mp4 file.
     """
-    from qagent.config import resolve_config
-    from qagent.errors import CheckpointError
-    from qagent.training.build import build_agent, probe_spaces
-    from qagent.training.checkpoint import load_run_checkpoint, mismatch_reason
+    from qagent.training.build import load_agent
 
-    if checkpoint is None:
-        _, path, checkpoint = load_run_checkpoint(target)
-    else:
-        path = Path(target)
-    config = resolve_config(checkpoint["config"])
-    observation_space, action_space = probe_spaces(config)
-    agent = build_agent(config, observation_space, action_space)
-    try:
-        agent.load_state_dict(checkpoint["agent"])
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit the network its config builds: {mismatch_reason(exc)}",
-            hint="was it written by another qagent version, or with a plugin that is not loaded?",
-        ) from None
-    with agent.policy.evaluation_mode() as policy:
-        result = _evaluate(policy, config.env, episodes, seed, epsilon, video, video_episodes)
+    loaded = load_agent(target, checkpoint)
+    with loaded.agent.policy.evaluation_mode() as policy:
+        result = _evaluate(policy.evaluator, loaded.config.env, episodes, seed, epsilon, video, video_episodes)
     result.extra.update(
-        {"checkpoint": str(path), "step": int(checkpoint["step"]), "env": config.env.id, "agent": config.agent.name}
+        {
+            "checkpoint": str(loaded.path),
+            "step": loaded.step,
+            "env": loaded.config.env.id,
+            "agent": loaded.config.agent.name,
+        }
     )
     return result
 
 
 def _evaluate(
-    policy: Any,
+    make_actor: Callable[[], EvalActor],
     env_config: EnvConfig,
     episodes: int,
     seed: int,
@@ -242,13 +154,13 @@ def _evaluate(
         check_video_path(video)  # before the evaluation, not after it
     evaluator = Evaluator(env_config, min(episodes, 10))
     try:
-        result = evaluator.run(policy, episodes, seed, epsilon)
+        result = evaluator.run(make_actor(), episodes, seed, epsilon)
     finally:
         evaluator.close()
     if video is not None:
         from qagent.training.video import record_video
 
-        recorded = record_video(policy, env_config, video, episodes=video_episodes, seed=seed, epsilon=epsilon)
+        recorded = record_video(make_actor(), env_config, video, episodes=video_episodes, seed=seed, epsilon=epsilon)
         result.extra["video"] = recorded.extra["video"]
     return result
 
@@ -271,10 +183,12 @@ def evaluate_policy_file(
     policy = Policy.load(path)
     meta = policy.metadata
     env_config = EnvConfig(**meta["env"])
-    actor: Any = policy
     if "hierarchy" in meta:
-        actor = SessionActor(policy, _goal_space(meta["hierarchy"]["goal_space"], env_config).goal_input)
-    result = _evaluate(actor, env_config, episodes, seed, epsilon, video, video_episodes)
+        goal_input = _goal_space(meta["hierarchy"]["goal_space"], env_config).goal_input
+        make_actor: Callable[[], EvalActor] = lambda: SessionActor(policy, goal_input)  # noqa: E731
+    else:
+        make_actor = lambda: GreedyActor(policy.q_values)  # noqa: E731
+    result = _evaluate(make_actor, env_config, episodes, seed, epsilon, video, video_episodes)
     result.extra.update(
         {"policy": str(path), "step": meta["training"]["steps"], "env": meta["env"]["id"], "agent": meta["agent"]}
     )

@@ -1,12 +1,16 @@
-"""The training loop: collect, learn, evaluate, checkpoint, track.
+"""The one training loop: collect, learn, log, evaluate, checkpoint. Every agent runs in it.
+
+It speaks to the agent only through :class:`qagent.agents.base.Agent`: the agent's actor
+collects (through one :class:`~qagent.training.collector.Collector`) into the agent's memory,
+``agent.learn`` trains on it and returns its metrics, ``agent.policy`` is evaluated.
 
 The loop is defined per env step, so stopping anywhere and resuming gives the same run:
-after env steps ``(t0, t1]`` have been collected, the target network receives one update per
-multiple of ``agent.target_update_interval`` crossed, and the learner one round of
-``agent.gradient_steps`` per multiple of ``agent.train_freq`` crossed (once ``t1`` is past
-``agent.learning_starts``). Collection runs in chunks that end on those multiples. This is
-Stable-Baselines3's schedule: the online network only changes at training points, so a
-target update anywhere inside a chunk sees the same weights.
+collection runs in chunks that end on multiples of ``agent.train_every``; after env steps
+``(t0, t1]`` have been collected, ``agent.learn`` gets that span and does whatever is due in it
+(for DQN: one target update per multiple of ``agent.target_update_interval`` crossed, one round
+of ``agent.gradient_steps`` per multiple of ``agent.train_freq``, once past
+``agent.learning_starts``). This is Stable-Baselines3's schedule: the online network only
+changes at training points, so a target update anywhere inside a chunk sees the same weights.
 """
 
 from __future__ import annotations
@@ -26,12 +30,13 @@ from typing import Any
 import torch
 
 import qagent
+from qagent.agents.base import Span
 from qagent.config import RunConfig, flatten
 from qagent.envs.factory import make_vector_env
 from qagent.errors import CheckpointError, QAgentError
-from qagent.training.build import build_agent, build_exploration, build_replay, seed_streams
-from qagent.training.checkpoint import all_finite, load_run_checkpoint, mismatch_reason, save_checkpoint
-from qagent.training.collector import BackgroundCollector, Collector, Episode, SharedReplay
+from qagent.training.build import build_agent, build_exploration, restore_agent, seed_streams
+from qagent.training.checkpoint import FORMAT_VERSION, all_finite, load_run_checkpoint, save_checkpoint
+from qagent.training.collector import BackgroundCollector, Collector, Episode, SharedPolicy, SharedReplay
 from qagent.training.evaluation import Evaluator
 from qagent.training.progress import TrainingProgress
 from qagent.training.runs import BUFFER_PATTERN, RunDir, write_atomically
@@ -41,11 +46,6 @@ from qagent.training.tracking import Tracker
 
 class NonFiniteError(QAgentError):
     """The loss or the Q-values became NaN or infinite: the run diverged."""
-
-
-def crossings(start: int, end: int, every: int) -> int:
-    """How many multiples of ``every`` lie in ``(start, end]``."""
-    return end // every - start // every
 
 
 def configure_torch(threads: int | None) -> None:
@@ -61,30 +61,29 @@ def configure_torch(threads: int | None) -> None:
 
 @dataclasses.dataclass
 class MetricWindow:
-    """Sums of per-update metrics since the last log line."""
+    """Sums and counts of the learner's metrics since the last log line (each ``learn`` call adds one)."""
 
-    loss: float = 0.0
-    q_mean: float = 0.0
-    updates: int = 0
-    q_updates: int = 0
+    sums: dict[str, float] = dataclasses.field(default_factory=dict)
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
-    def add(self, loss: float, q_mean: float | None = None) -> None:
-        """One update's loss and mean Q (None when the learner does not report it)."""
-        self.loss += loss
-        self.updates += 1
-        if q_mean is not None:
-            self.q_mean += q_mean
-            self.q_updates += 1
+    def add(self, metrics: dict[str, float]) -> None:
+        for key, value in metrics.items():
+            self.sums[key] = self.sums.get(key, 0.0) + float(value)
+            self.counts[key] = self.counts.get(key, 0) + 1
 
     def finite(self) -> bool:
-        """False once any update's loss or mean Q was NaN or infinite (the sums carry it)."""
-        return math.isfinite(self.loss) and math.isfinite(self.q_mean)
+        """False once any metric was NaN or infinite (the sums carry it)."""
+        return all(math.isfinite(v) for v in self.sums.values())
 
     def means(self) -> dict[str, float]:
-        out = {"train/loss": self.loss / self.updates} if self.updates else {}
-        if self.q_updates:
-            out["train/q_mean"] = self.q_mean / self.q_updates
-        return out
+        return {key: self.sums[key] / self.counts[key] for key in self.sums}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": dict(self.sums), "counts": dict(self.counts)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sums = {str(k): float(v) for k, v in state["sums"].items()}
+        self.counts = {str(k): int(v) for k, v in state["counts"].items()}
 
 
 @dataclasses.dataclass
@@ -113,7 +112,7 @@ class TrainResult:
 
 
 class Trainer:
-    """Owns one run's envs, agent, exploration, replay, evaluator and records.
+    """Owns one run's envs, agent, actor, memory, collector, evaluator and records.
 
     :param config: the resolved run config.
     :param run: the run directory (created by the caller).
@@ -159,18 +158,20 @@ class Trainer:
         self._warned_nonfinite = False
 
     def build(self, seeds: list[int], device: str) -> None:
-        """Make the envs, agent, exploration, replay and collector (a seam for other learners)."""
+        """Make the envs, the agent, its memory, its actor and the collector."""
         config = self.config
         torch.manual_seed(seeds[0])
         self.envs = make_vector_env(config.env, config.env.num_envs, training=True)
-        observation_space = self.envs.single_observation_space
-        action_space = self.envs.single_action_space
-        self.agent = build_agent(config, observation_space, action_space, device=device)
+        self.agent = build_agent(config, self.envs.single_observation_space, self.envs.single_action_space, device)
         self.exploration = build_exploration(config, self.agent.n_actions, seed=seeds[1])
         self.exploration.prepare(self.agent)
-        replay = build_replay(config, self.envs, seed=seeds[2])
-        self.buffer = SharedReplay(replay) if config.train.async_collection else replay
-        self.collector = Collector(self.envs, self.agent.policy.q_values, self.exploration, self.buffer, seed=seeds[3])
+        memory = self.agent.make_memory(config, self.envs, seed=seeds[2])
+        self.shared_policy = None
+        if config.train.async_collection:
+            memory, self.shared_policy = SharedReplay(memory), SharedPolicy(self.agent.policy)
+        self.memory = memory
+        self.actor = self.agent.actor(self.exploration, self.envs, memory, seeds[1], policy=self.shared_policy)
+        self.collector = Collector(self.envs, self.actor, seed=seeds[3])
 
     # ------------------------------------------------------------------ the loop
 
@@ -182,8 +183,9 @@ class Trainer:
         if not self.done():
             self._final_done = False  # a run continued for longer evaluates at its new end
         if self.config.train.async_collection:
-            lead = max(self.config.agent.train_freq, self.collector.num_envs)
-            self.background = BackgroundCollector(self.collector, self.agent.q_net, self.collected, lead)
+            lead = max(self.agent.train_every, self.collector.num_envs)
+            self.shared_policy.load_weights(self.agent.policy.weights())  # restored weights, if resumed
+            self.background = BackgroundCollector(self.collector, self.shared_policy, self.collected, lead)
         try:
             with TrainingProgress(total, self.step, self.show_progress) as bar, stop_on_interrupt(bar.print) as stop:
                 self._bar = bar
@@ -210,10 +212,10 @@ class Trainer:
         return self.step >= self.config.train.total_steps or (limit is not None and self.episodes >= limit)
 
     def run_chunk(self) -> list[Episode]:
-        """Collect up to the next training point, update the target network, then learn."""
-        agent_cfg, n = self.config.agent, self.collector.num_envs
+        """Collect up to the next training point, then let the agent learn what is due."""
+        n, every = self.collector.num_envs, self.agent.train_every
         prev = self.step
-        chunk_end = min(self.config.train.total_steps, (prev // agent_cfg.train_freq + 1) * agent_cfg.train_freq)
+        chunk_end = min(self.config.train.total_steps, (prev // every + 1) * every)
         target = prev + -(-(chunk_end - prev) // n) * n  # whole vector steps
         if self.background is not None:
             episodes = self.background.collect_to(target)
@@ -222,25 +224,15 @@ class Trainer:
             episodes = self.collector.collect(max(0, target - self.collected) // n, self.collected)
             self.collected = max(self.collected, target)
         self.step = target
-        self.agent.update_target(crossings(prev, self.step, agent_cfg.target_update_interval))
-        if self.step > agent_cfg.learning_starts and len(self.buffer):  # empty after resuming without a buffer
-            updates = agent_cfg.gradient_steps * crossings(prev, self.step, agent_cfg.train_freq)
-            progress = self.step / self.config.train.total_steps
-            for batch in self.buffer.sample_many(updates, agent_cfg.batch_size, progress):
-                result = self.agent.update(batch)
-                self.buffer.update_priorities(batch.indices, result.td_errors)
-                self.window.add(result.loss, result.q_mean)
-            if self.background is not None and updates:
-                self.background.publish(self.agent.q_net)
+        metrics = self.agent.learn(self.memory, Span(prev, self.step, self.config.train.total_steps))
+        self.window.add(metrics)
+        if self.background is not None and metrics:
+            self.background.publish(self.agent.policy.weights())
         return episodes
-
-    def metric_windows(self) -> list[MetricWindow]:
-        """The windows that sum per-update metrics (one per learner)."""
-        return [self.window]
 
     def _check_finite(self) -> None:
         """Stop a diverged run before it writes a checkpoint (``train.on_nonfinite``)."""
-        if all(window.finite() for window in self.metric_windows()):
+        if self.window.finite():
             return
         message = f"the loss or the Q-values became NaN or infinite by step {self.step:,}: training diverged"
         if self.config.train.on_nonfinite == "stop":
@@ -259,21 +251,22 @@ class Trainer:
         self._record_episodes(episodes)
         started, started_step = self._clock
         steps_per_second = (self.step - started_step) / max(time.perf_counter() - started, 1e-9)
-        if crossings(prev, self.step, cfg.train.log_every):
+        span = Span(prev, self.step, cfg.train.total_steps)
+        if span.crossings(cfg.train.log_every):
             self._log_window(steps_per_second)
-        if cfg.eval.every and crossings(prev, self.step, cfg.eval.every):
+        if cfg.eval.every and span.crossings(cfg.eval.every):
             self.evaluate(cfg.eval.episodes)
             self._clock = (time.perf_counter(), self.step)  # steps/s leaves evaluation out
-        if cfg.eval.video_every and crossings(prev, self.step, cfg.eval.video_every):
+        if cfg.eval.video_every and span.crossings(cfg.eval.video_every):
             self.record_video()
-        if cfg.train.checkpoint_every and crossings(prev, self.step, cfg.train.checkpoint_every):
+        if cfg.train.checkpoint_every and span.crossings(cfg.train.checkpoint_every):
             self.save_checkpoint()
         if self._bar is not None:
             self._bar.update(
                 self.step,
                 steps_per_second,
                 self._recent_return(),
-                self.exploration.metrics(self.step).get("epsilon"),
+                self.actor.epsilon(self.step),
                 self.window.means().get("train/loss"),
             )
 
@@ -290,6 +283,9 @@ class Trainer:
                 self.record_video()
             self._final_done = True
         checkpoint = self.save_checkpoint()
+        summary = self.actor.summary()
+        if summary:
+            self.run.update_meta(**summary)
         self.tracker.log_artifact(self.run.config_path)
         curve = self._plot_learning_curve()
         if curve is not None:
@@ -373,13 +369,13 @@ class Trainer:
             metrics = {"train/episode_return": e.ret, "train/episode_length": e.length}
             if e.shaped is not None:
                 metrics["train/shaped_episode_return"] = e.shaped
-            self.tracker.log_metrics(metrics, e.step)
+            self.tracker.log_metrics({**metrics, **e.metrics}, e.step)
         self.run.append_episodes((e.step, e.ret, e.length) for e in episodes)
 
     def _log_window(self, steps_per_second: float) -> None:
         metrics = {
             **self.window.means(),
-            **{f"train/{k}": v for k, v in self.exploration.metrics(self.step).items()},
+            **self.actor.metrics(self.step),
             "train/steps_per_second": steps_per_second,
             "train/updates": float(self.agent.updates),
         }
@@ -390,7 +386,7 @@ class Trainer:
         """Evaluate the online network; record the result on disk, in MLflow and on screen."""
         t0 = time.perf_counter()
         with self.agent.policy.evaluation_mode() as policy:
-            result = self.evaluator.run(policy, episodes, self.eval_seed, self.config.eval.epsilon)
+            result = self.evaluator.run(policy.evaluator(), episodes, self.eval_seed, self.config.eval.epsilon)
         record = {"step": self.step, **result.summary(), "final": final, "seconds": time.perf_counter() - t0}
         self.last_eval = record
         self.run.append_evaluation(record)
@@ -420,7 +416,7 @@ class Trainer:
 
         path = self.run.root / "videos" / f"step-{self.step:010d}.{self.config.eval.video_format}"
         with self.agent.policy.evaluation_mode() as policy:
-            result = record_video(policy, self.config.env, path, seed=self.eval_seed)
+            result = record_video(policy.evaluator(), self.config.env, path, seed=self.eval_seed)
         self.tracker.log_artifact(path, "videos")
         self._print(f"step {self.step:>9,}  video: return {result.mean:.1f}, {path}")
         self._last_video_step = self.step
@@ -437,7 +433,7 @@ class Trainer:
             "collector_step": self.collected,
             "episodes": self.episodes,
             "agent": self.agent.state_dict(),
-            "exploration": self.exploration.state_dict(),
+            "actor": self.actor.state_dict(),
             "collector": self.collector.state_dict(),
             "rng": {"torch": torch.get_rng_state()},
             "buffer_file": buffer_file,
@@ -445,7 +441,7 @@ class Trainer:
             "best_eval": self.best_eval,
             "mlflow_run_id": self.tracker.run_id,
             "tracking": {"logged": dict(self.tracker.logged)},
-            "windows": [dataclasses.asdict(window) for window in self.metric_windows()],
+            "window": self.window.state_dict(),
             "final_done": self._final_done,
         }
 
@@ -474,7 +470,7 @@ class Trainer:
         self.run.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         if self.config.train.save_buffer:
             buffer_path = self.run.buffer_path(self.step)
-            self.buffer.save(buffer_path)
+            self.memory.save(buffer_path)
             buffer_file = buffer_path.name
         path = self.run.checkpoint_path(self.step)
         # MLflow first: the store then holds every point the checkpoint's counts say were logged,
@@ -486,16 +482,10 @@ class Trainer:
         self.run.update_meta(last_checkpoint=str(path.relative_to(self.run.root)), step=self.step)
         return path
 
-    def restore(self, checkpoint: dict[str, Any]) -> None:
-        """Continue from ``checkpoint`` (already loaded and checked for compatibility)."""
-        try:
-            self.agent.load_state_dict(checkpoint["agent"])
-        except (RuntimeError, KeyError, ValueError) as exc:
-            raise CheckpointError(
-                f"the checkpoint's weights do not fit this run's network: {mismatch_reason(exc)}",
-                hint="resume with the network and agent settings the run was started with",
-            ) from None
-        self.exploration.load_state_dict(checkpoint["exploration"])
+    def restore(self, checkpoint: dict[str, Any], path: Path) -> None:
+        """Continue from ``checkpoint``, read from ``path`` (already loaded and checked for compatibility)."""
+        restore_agent(self.agent, checkpoint, path)
+        self.actor.load_state_dict(checkpoint["actor"])
         self.collector.load_state_dict(checkpoint["collector"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         self.step = self._saved_step = int(checkpoint["step"])
@@ -503,10 +493,7 @@ class Trainer:
         self.episodes = int(checkpoint["episodes"])
         self.last_eval = checkpoint.get("last_eval")
         self.best_eval = checkpoint.get("best_eval")
-        for window, sums in zip(self.metric_windows(), checkpoint.get("windows", []), strict=False):
-            for field in dataclasses.fields(window):  # the log window in progress, so logged means match
-                if field.name in sums:
-                    setattr(window, field.name, type(getattr(window, field.name))(sums[field.name]))
+        self.window.load_state_dict(checkpoint["window"])  # the log window in progress, so logged means match
         self._final_done = bool(checkpoint.get("final_done", self.step >= self.config.train.total_steps))
         buffer_file = checkpoint.get("buffer_file")
         if buffer_file is not None and not (isinstance(buffer_file, str) and BUFFER_PATTERN.match(buffer_file)):
@@ -515,7 +502,7 @@ class Trainer:
             )
         if buffer_file:
             try:
-                self.buffer.load(self.run.checkpoint_dir / buffer_file)
+                self.memory.load(self.run.checkpoint_dir / buffer_file)
             except CheckpointError as exc:
                 earlier = [path for step, path in self.run.checkpoints() if step < self.step]
                 if earlier and not exc.hint:
@@ -553,14 +540,6 @@ def incompatible_changes(saved: dict[str, Any], config: RunConfig) -> list[str]:
 # ---------------------------------------------------------------------- starting and resuming
 
 
-def trainer_class(config: RunConfig) -> type[Trainer]:
-    """The trainer an agent asks for (``trainer_class()`` on the agent class), else :class:`Trainer`."""
-    from qagent.plugins.registries import AGENTS
-
-    custom = getattr(AGENTS.get(config.agent.name), "trainer_class", None)
-    return custom() if custom is not None else Trainer
-
-
 def _tags(config: RunConfig, plugins: list[str], run: RunDir) -> dict[str, str]:
     from qagent.plugins.discovery import plugin_sources
 
@@ -591,7 +570,7 @@ def start_training(
     with terminate_raises():
         run = RunDir.create(Path(runs_dir), name)
         try:
-            trainer = trainer_class(config)(config, run, Tracker(), plugins=plugins, progress=progress)
+            trainer = Trainer(config, run, Tracker(), plugins=plugins, progress=progress)
             tracker = make_tracker(config.tracking.enabled, config.tracking.uri, config.tracking.experiment)
         except BaseException:
             shutil.rmtree(run.root, ignore_errors=True)  # nothing ran: leave no empty run behind
@@ -635,6 +614,13 @@ def resume_training(
     from qagent.training.tracking import make_tracker
 
     run, path, checkpoint = loaded or load_run_checkpoint(target)
+    version = checkpoint.get("format_version")
+    if version != FORMAT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} was written by qagent {checkpoint.get('qagent_version', 'before 0.2')} "
+            f"(checkpoint format {version}); this qagent resumes format {FORMAT_VERSION} only",
+            hint="evaluate or export it as it is (qagent eval / qagent export), or start a new run",
+        )
     if run is None:
         raise CheckpointError(
             f"cannot resume from {path}: it is not inside a run directory's checkpoints/ folder",
@@ -663,9 +649,9 @@ def resume_training(
     recorded = list(plugins) if plugins is not None else checkpoint.get("plugins", [])
     with terminate_raises():
         run.remove_stale_temporaries()
-        trainer = trainer_class(config)(config, run, Tracker(), plugins=recorded, progress=progress)
+        trainer = Trainer(config, run, Tracker(), plugins=recorded, progress=progress)
         try:
-            trainer.restore(checkpoint)  # a user error here leaves the run as it was
+            trainer.restore(checkpoint, path)  # a user error here leaves the run as it was
         except (KeyboardInterrupt, Terminated) as exc:
             trainer.abandon(exc)
             raise

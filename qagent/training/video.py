@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from qagent.agents.base import EvalActor
 from qagent.config import EnvConfig
 from qagent.envs.factory import make_env
 from qagent.errors import ConfigError
-from qagent.training.evaluation import EvalResult, as_actor
+from qagent.training.results import EvalResult
 
 FORMATS = (".gif", ".mp4")
 
@@ -30,7 +30,7 @@ def check_video_path(path: str | Path) -> Path:
 
 
 def record_video(
-    policy: Any,
+    actor: EvalActor,
     env_config: EnvConfig,
     path: str | Path,
     *,
@@ -41,7 +41,7 @@ def record_video(
 ) -> EvalResult:
     """Play ``episodes`` episodes, write their frames to ``path`` (.gif or .mp4), return their scores.
 
-    :param policy: a policy, an actor or a Q-value function (see :func:`qagent.evaluation.as_actor`).
+    :param actor: plays the episodes (``policy.evaluator()``).
     """
     path = check_video_path(path)
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")  # classic-control envs render through pygame
@@ -50,7 +50,6 @@ def record_video(
         import imageio.v2 as imageio
     except ImportError:
         raise ConfigError("videos need imageio", hint="pip install 'qagent[video]'") from None
-    actor = as_actor(policy)
     env = make_env(env_config, training=False, render_mode="rgb_array")
     rng = np.random.default_rng(seed)
     n_actions = int(env.action_space.n)

@@ -16,126 +16,41 @@ space (:mod:`qagent.envs.goals`) rather than being a kind of DQN:
 
 Each level is a :class:`DQNAgent` with its own config (double, dueling, noisy, optimizer,
 schedule), and each memory is a replay config (prioritized, n-step), so the Rainbow
-components apply to either level. The loop lives in :mod:`qagent.training.hdqn_loop`.
+components apply to either level. Like every agent it trains in the one loop
+(:mod:`qagent.training.loop`): its actor (:mod:`qagent.agents.hdqn.actor`) runs the options
+and fills both memories, and :meth:`HDQNAgent.learn` trains both levels.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections import deque
-from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
 import torch
 
-from qagent.agents.dqn import DQNAgent, DQNConfig
-from qagent.agents.exploration import linear_schedule
+from qagent.agents.base import Agent, Exportable, Span
+from qagent.agents.dqn import DQNAgent
+from qagent.agents.exploration import ExplorationStrategy
+from qagent.agents.hdqn.actor import HDQNExploration, HierarchicalActor
+from qagent.agents.hdqn.config import HDQNConfig
+from qagent.agents.hdqn.memory import HierarchicalMemory
+from qagent.agents.hdqn.policy import HierarchicalModule, HierarchicalPolicy
+from qagent.agents.replay import make_replay
 from qagent.config import (
-    AgentConfig,
     NetworkConfig,
-    NonNegativeInt,
-    PositiveInt,
-    Probability,
-    ReplayConfig,
-    Section,
+    RunConfig,
 )
 from qagent.envs.goals import GoalSpace
 from qagent.envs.spaces import describe_observation_space
 from qagent.errors import ConfigError
 from qagent.plugins.registries import GOAL_SPACES, register_agent
-from qagent.serve.goals import GoalEncoding, GoalKeeper, GoalTest, is_image
-
-
-class Annealing(Section):
-    """Epsilon annealed linearly from ``start`` to ``end`` over ``steps`` env steps."""
-
-    start: Probability = 1.0
-    """Epsilon at the first step."""
-    end: Probability = 0.1
-    """Epsilon after the decay."""
-    steps: PositiveInt = 50_000
-    """Env steps over which epsilon decays (counted from the end of controller pre-training for the meta level)."""
-
-    def at(self, step: int) -> float:
-        return linear_schedule(max(step, 0), self.start, self.end, self.steps)
-
-
-def _level(**overrides: Any) -> DQNConfig:
-    """A level's defaults: small batches and frequent updates, as the paper's tabular runs use."""
-    base = {"lr": 2.5e-4, "batch_size": 32, "learning_starts": 1000, "train_freq": 1, "target_update_interval": 500}
-    return DQNConfig(**{**base, **overrides})
-
-
-class HDQNConfig(AgentConfig):
-    """h-DQN: a goal space, a controller and a meta-controller, each level a DQN with its own settings."""
-
-    name: str = "hdqn"
-    goal_space: str = "state-index"
-    """Registered goal space (``qagent plugins list --kind goal-space``)."""
-    goal_space_kwargs: dict[str, Any] = {}
-    """Options of the goal space."""
-    controller: DQNConfig = _level()
-    """The controller Q1((s, g), a): any DQN option (double, dueling, lr, schedule); its memory D1 is ``replay``."""
-    meta: DQNConfig = _level()
-    """The meta-controller Q2(s, g): any DQN option; its memory D2 is ``agent.meta_replay``."""
-    meta_replay: ReplayConfig = ReplayConfig(capacity=50_000)
-    """D2, the meta-controller's memory of options (prioritized and n-step apply here too)."""
-    intrinsic_reward: float = 1.0
-    """The internal critic's reward when the controller reaches its goal."""
-    step_penalty: float = 0.0
-    """Subtracted from the intrinsic reward on every step (0 in the paper)."""
-    max_option_steps: PositiveInt | None = None
-    """End an option that has not reached its goal after this many steps (None: only at the episode's end)."""
-    meta_epsilon: Annealing = Annealing()
-    """The meta-controller's epsilon (epsilon_2), annealed after controller pre-training."""
-    controller_epsilon: Literal["anneal", "success-rate"] = "anneal"
-    """``anneal``: one schedule (``controller_annealing``); ``success-rate``: per goal, 1 - its recent success rate."""
-    controller_annealing: Annealing = Annealing()
-    """The controller's epsilon (epsilon_1) when ``controller_epsilon`` is ``anneal``."""
-    success_window: PositiveInt = 100
-    """Recent attempts per goal behind its success rate (logged, and epsilon_1 with ``success-rate``)."""
-    success_epsilon_min: Probability = 0.1
-    """The lowest epsilon_1 a goal gets from its success rate."""
-    goal_encoding: Literal["auto", "vector", "planes", "mask"] = "auto"
-    """How the controller sees its goal: ``vector`` (one-hot after the flat observation, for vector torsos),
-    ``planes`` (a constant plane per goal on an image), ``mask`` (a plane marking where the goal is, from
-    the goal space); ``auto``: ``mask`` on images when the goal space has masks, else ``planes`` on images,
-    else ``vector``."""
-    pretrain_steps: NonNegativeInt = 0
-    """Env steps of controller pre-training with random goals (epsilon_2 = 1, no meta updates) before joint training."""
-
-    def check(self, run: Any) -> None:
-        if self.goal_space not in GOAL_SPACES:
-            GOAL_SPACES.get(self.goal_space)  # raises with close matches
-        for key, level in (("controller", self.controller), ("meta", self.meta)):
-            if level.name != "dqn":
-                raise ConfigError(
-                    f"agent.{key}.name must be 'dqn': each level is a DQN learner, configured by its options",
-                    hint=f"set agent.{key}.double / dueling / noisy; PER and n-step live in the replay configs",
-                )
-        total = run.train.total_steps
-        self.controller.check_learner(run.replay.capacity, total, "agent.controller", "replay")
-        self.meta.check_learner(self.meta_replay.capacity, total, "agent.meta", "agent.meta_replay")
-        if self.pretrain_steps >= run.train.total_steps:
-            raise ConfigError(
-                f"agent.pretrain_steps ({self.pretrain_steps}) leaves no joint training in train.total_steps "
-                f"({run.train.total_steps})",
-                hint="lower agent.pretrain_steps or raise train.total_steps",
-            )
-        if (
-            run.exploration.name != "epsilon-greedy"
-            or run.exploration.model_dump() != type(run.exploration)().model_dump()
-        ):
-            raise ConfigError(
-                "h-DQN explores with its own epsilons; the exploration section does not apply",
-                hint="set agent.meta_epsilon and agent.controller_epsilon / agent.controller_annealing instead",
-            )
+from qagent.serve import metadata as md
+from qagent.serve.goals import GoalEncoding, is_image
 
 
 @register_agent("hdqn")
-class HDQNAgent:
+class HDQNAgent(Agent):
     """Hierarchical DQN (Kulkarni et al. 2016): a meta-controller over goals, a controller over actions."""
 
     Config = HDQNConfig
@@ -166,7 +81,9 @@ class HDQNAgent:
         self.controller = DQNAgent(config.controller, self.controller_space, action_space, network_config, device)
         self.meta = DQNAgent(config.meta, observation_space, gym.spaces.Discrete(self.n_goals), network_config, device)
         self.n_actions = self.controller.n_actions
-        self.policy = HierarchicalPolicy(self)
+        self.policy = HierarchicalPolicy(
+            self.meta.policy, self.controller.policy, self.encoding, self.goal_space, config.max_option_steps
+        )
 
     def _goal_encoding(self, requested: str) -> GoalEncoding:
         masks = self.goal_space.masks()
@@ -183,19 +100,71 @@ class HDQNAgent:
             )
             raise ConfigError(f"agent.goal_encoding: {exc}", hint=hint) from None
 
-    @staticmethod
-    def trainer_class() -> type:
-        from qagent.training.hdqn_loop import HDQNTrainer
-
-        return HDQNTrainer
-
     @property
     def updates(self) -> int:
         return self.controller.updates + self.meta.updates
 
+    @property
+    def train_every(self) -> int:
+        return min(self.config.controller.train_freq, self.config.meta.train_freq)
+
     def controller_obs(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """The controller's inputs for a batch of observations and their goals."""
         return self.encoding(obs, goals)
+
+    def make_memory(self, config: RunConfig, envs: gym.vector.VectorEnv, seed: int) -> HierarchicalMemory:
+        """D1 as the run's ``replay`` section says, D2 as ``agent.meta_replay`` says."""
+        c, n = self.config, envs.num_envs
+        d1 = make_replay(config.replay, self.controller_space, c.controller.gamma, n, seed)
+        d2 = make_replay(c.meta_replay, self.observation_space, c.meta.gamma, n, seed + 7, section="agent.meta_replay")
+        return HierarchicalMemory(d1, d2)
+
+    def actor(
+        self,
+        exploration: ExplorationStrategy,
+        envs: gym.vector.VectorEnv,
+        memory: HierarchicalMemory,
+        seed: int,
+        policy: HierarchicalPolicy | None = None,
+    ) -> HierarchicalActor:
+        """An actor with h-DQN's own exploration (the run's strategy does not apply; see ``check``)."""
+        own = HDQNExploration(self.config, self.n_goals, self.n_actions, seed)
+        sub_envs = getattr(envs, "envs", None)
+        if sub_envs is None:
+            raise ConfigError("h-DQN reads goal inputs from each env", hint="use a SyncVectorEnv")
+        return HierarchicalActor(policy or self.policy, own, list(sub_envs), memory, self.config, self.observation)
+
+    def learn(self, memory: HierarchicalMemory, span: Span) -> dict[str, float]:
+        """Both levels: the controller from D1, the meta-controller from D2 once pre-training is over."""
+        c = self.config
+        controller = self.controller.learn_level(memory.controller, span, min_size=c.controller.batch_size)
+        meta = self.meta.learn_level(memory.meta, span, min_size=c.meta.batch_size, active=span.end > c.pretrain_steps)
+        return {
+            **{f"train/{k}": v for k, v in controller.items()},
+            **{f"train/meta_{k}": v for k, v in meta.items()},
+        }
+
+    def exportable(self) -> Exportable:
+        """Both networks in one graph, with the goal test and encoding in the metadata."""
+        rng = np.random.default_rng(0)
+
+        def make_inputs(obs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            return obs, self.controller_obs(obs, rng.integers(0, self.n_goals, size=len(obs)))
+
+        encoding = self.encoding
+        metadata = {
+            "hierarchy": {
+                "goal_space": self.goal_description,
+                "goal_encoding": encoding.describe(),
+                "max_option_steps": self.config.max_option_steps,
+            },
+            "inputs": {"controller_obs": {"dtype": encoding.dtype.name, "shape": [-1, *encoding.shape]}},
+            "outputs": {"meta_q_values": {"dtype": "float32", "shape": [-1, self.n_goals]}},
+        }
+        module = HierarchicalModule(self.meta.q_net, self.controller.q_net).eval()
+        return Exportable(
+            module, make_inputs, [md.INPUT_NAME, "controller_obs"], [*md.OUTPUT_NAMES, "meta_q_values"], metadata
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"controller": self.controller.state_dict(), "meta": self.meta.state_dict()}
@@ -210,100 +179,3 @@ def _space_of(encoding: GoalEncoding) -> gym.spaces.Box:
     if encoding.dtype == np.uint8:
         return gym.spaces.Box(0, 255, encoding.shape, np.uint8)
     return gym.spaces.Box(-np.inf, np.inf, encoding.shape, encoding.dtype.type)
-
-
-class HierarchicalPolicy:
-    """The acting half of :class:`HDQNAgent`: meta Q-values over goals, controller Q-values over actions."""
-
-    def __init__(self, agent: HDQNAgent) -> None:
-        self.agent = agent
-
-    def meta_q_values(self, obs: np.ndarray) -> np.ndarray:
-        """``float32[batch, n_goals]``."""
-        return self.agent.meta.policy.q_values(obs)
-
-    def controller_q_values(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
-        """``float32[batch, n_actions]`` for each observation pursuing its goal."""
-        return self.agent.controller.policy.q_values(self.agent.controller_obs(obs, goals))
-
-    def actor(self) -> HierarchicalActor:
-        """An evaluation actor: greedy goals, goals kept until reached (see :class:`GoalKeeper`)."""
-        a = self.agent
-        return HierarchicalActor(
-            self.meta_q_values, self.controller_q_values, a.goal_space, a.test, a.config.max_option_steps
-        )
-
-    @contextlib.contextmanager
-    def evaluation_mode(self) -> Iterator[HierarchicalPolicy]:
-        with self.agent.meta.policy.evaluation_mode(), self.agent.controller.policy.evaluation_mode():
-            yield self
-
-
-class HierarchicalActor:
-    """Acts in a batch of envs with a goal per env, as a served session does.
-
-    :param meta_q: ``obs_batch -> q_BG``.
-    :param controller_q: ``(obs_batch, goals) -> q_BA``.
-    :param goal_space: reads each env's goal input.
-    """
-
-    def __init__(
-        self,
-        meta_q: Callable[[np.ndarray], np.ndarray],
-        controller_q: Callable[[np.ndarray, np.ndarray], np.ndarray],
-        goal_space: GoalSpace,
-        test: GoalTest,
-        max_option_steps: int | None,
-    ) -> None:
-        self.meta_q = meta_q
-        self.controller_q = controller_q
-        self.goal_space = goal_space
-        self.test = test
-        self.max_option_steps = max_option_steps
-        self.keepers: list[GoalKeeper] = []
-
-    def reset(self, mask: np.ndarray) -> None:
-        if len(self.keepers) != len(mask):
-            self.keepers = [GoalKeeper(self.test, self.max_option_steps) for _ in mask]
-        for i in np.flatnonzero(mask):
-            self.keepers[i].reset()
-
-    def goals(self, obs: np.ndarray, envs: list[gym.Env]) -> np.ndarray:
-        """Each env's goal for this step (a new one where the last was reached)."""
-        goals = np.zeros(len(obs), dtype=np.int64)
-        for i, keeper in enumerate(self.keepers):
-            x = self.goal_space.goal_input(envs[i], obs[i])
-            goals[i] = keeper.step(x, lambda i=i: self.meta_q(obs[i : i + 1])[0])[0]
-        return goals
-
-    def __call__(self, obs: np.ndarray, envs: list[gym.Env]) -> np.ndarray:
-        return self.controller_q(obs, self.goals(obs, envs)).argmax(axis=1)
-
-
-class GoalStats:
-    """Per-goal choices and outcomes of recent options: success rates and the per-goal epsilon_1."""
-
-    def __init__(self, n_goals: int, window: int) -> None:
-        self.outcomes = [deque(maxlen=window) for _ in range(n_goals)]
-        self.chosen = np.zeros(n_goals, dtype=np.int64)
-
-    def record(self, goal: int, reached: bool) -> None:
-        self.outcomes[goal].append(bool(reached))
-
-    def success_rate(self, goal: int) -> float | None:
-        outcomes = self.outcomes[goal]
-        return sum(outcomes) / len(outcomes) if outcomes else None
-
-    def epsilon(self, goal: int, floor: float) -> float:
-        """1 - the goal's recent success rate, at least ``floor``; 1 before its first attempt."""
-        rate = self.success_rate(goal)
-        return 1.0 if rate is None else max(floor, 1.0 - rate)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"outcomes": [list(o) for o in self.outcomes], "chosen": self.chosen.tolist()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for outcomes, saved in zip(self.outcomes, state["outcomes"], strict=True):
-            outcomes.clear()
-            outcomes.extend(bool(x) for x in saved)
-        self.chosen[:] = state["chosen"]
