@@ -61,7 +61,7 @@ def parts_alone(args: argparse.Namespace) -> dict[str, float]:
     from qagent.config import load_config
     from qagent.envs.factory import make_vector_env
     from qagent.plugins.discovery import load_builtins
-    from qagent.training.build import build_agent, build_replay
+    from qagent.training.build import build_agent
 
     load_builtins()
     overrides = [f"env.id={args.env}", f"agent.learning_starts={args.learning_starts}", "replay.capacity=20000"]
@@ -81,7 +81,7 @@ def parts_alone(args: argparse.Namespace) -> dict[str, float]:
             obs[done] = reset_obs[done]
     env_seconds = time.perf_counter() - started
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space)
-    replay = build_replay(config, envs, seed=0)
+    replay = agent.make_memory(config, envs, seed=0)
     frames = rng.integers(0, 256, size=(2, *envs.single_observation_space.shape), dtype=np.uint8)
     for t in range(5000):  # random frames: the gradient step costs the same whatever the pixels
         replay.add(

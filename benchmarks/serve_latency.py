@@ -96,14 +96,9 @@ def in_process(policy_path: Path, n: int) -> dict[str, dict[str, float]]:
     policy = Policy.load(policy_path)
     results = {"qagent.serve Policy.act (onnxruntime)": time_calls(policy.act, obs)}
 
-    from qagent.config import resolve_config
-    from qagent.training.build import build_agent, probe_spaces
-    from qagent.training.checkpoint import load_run_checkpoint
+    from qagent.training.build import load_agent
 
-    _, _, checkpoint = load_run_checkpoint(policy_path.parent / "serve")
-    config = resolve_config(checkpoint["config"])
-    agent = build_agent(config, *probe_spaces(config))
-    agent.load_state_dict(checkpoint["agent"])
+    agent = load_agent(policy_path.parent / "serve").agent
     agent.q_net.eval()
 
     def torch_act(x: np.ndarray) -> int:

@@ -42,8 +42,9 @@ def test_frame_skip_noops_and_fire_reset():
     for seed in range(6):
         env.reset(seed=seed)
         starts.add(ale.getEpisodeFrameNumber())
-        # 1 to 30 no-ops, then FIRE and one more step, each repeated over 4 frames
-        assert 3 * 4 <= ale.getEpisodeFrameNumber() <= (30 + 2) * 4
+        # a new game each time: 1 to 30 no-op frames (below the frame skip), then FIRE and one more
+        # step, each repeated over 4 frames (SB3's wrapper alone went on with the old game)
+        assert 1 + 2 * 4 <= ale.getEpisodeFrameNumber() <= 30 + 2 * 4
     assert len(starts) > 1  # the number of no-ops varies with the seed
     before = ale.getEpisodeFrameNumber()
     env.step(0)

@@ -78,8 +78,8 @@ class ExplorationStrategy:
         self.rng = np.random.default_rng(seed)
 
     def prepare(self, agent: Any) -> None:
-        """Called once with a freshly built agent (not a resumed one), through the agent interface only
-        (e.g. :meth:`~qagent.agents.base.Agent.optimistic_start`)."""
+        """Called with the freshly built agent, before a resumed run loads its state; it may use the
+        agent interface only (e.g. :meth:`~qagent.agents.base.Agent.optimistic_start`)."""
 
     def select(self, q: ActionValues, step: int) -> np.ndarray:
         """Actions (int64, one per observation) at env step ``step``."""

@@ -16,7 +16,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from qagent.agents.base import nested
 from qagent.agents.policy import QPolicy
 from qagent.envs.goals import GoalSpace
 from qagent.serve.goals import GoalEncoding, GoalKeeper, GoalTest
@@ -60,7 +59,7 @@ class HierarchicalPolicy:
 
     @contextlib.contextmanager
     def evaluation_mode(self) -> Iterator[HierarchicalPolicy]:
-        with nested(self.meta.evaluation_mode(), self.controller.evaluation_mode()):
+        with self.meta.evaluation_mode(), self.controller.evaluation_mode():
             yield self
 
     def copy(self) -> HierarchicalPolicy:
