@@ -170,7 +170,7 @@ def doorkey_table(results: list[dict[str, Any]], args: argparse.Namespace) -> li
         f"seeds, evaluated every {args.eval_every:,} env steps (50 episodes) and at the end (200 episodes). "
         "Target (issue 6): h-DQN ≥ 95% within 1M env steps, flat DQN far below. `hdqn` and `dqn` step 4 envs "
         "with the same one-hot grid observation, network, learning rate and epsilon schedule; `sb3-dqn` is "
-        "Stable-Baselines3's DQN on the same env and settings through `qagent train`, with one env.",
+        "Stable-Baselines3's DQN learner in qagent's loop (`qagent train`), same env and settings, one env.",
         "",
         "| agent | env steps to 95% success (median, seeds) | final success (min–max) | env steps | train time (s) |",
         "|---|---:|---:|---:|---:|",
