@@ -29,7 +29,7 @@ test: install
 	$(BIN)/python -m pytest
 
 clean:
-	rm -rf $(VENV) runs mlflow.db mlruns mlartifacts .pytest_cache
+	rm -rf $(VENV) runs mlflow.db mlruns mlartifacts .pytest_cache .grimp_cache .import_linter_cache
 
 format: install
 	$(BIN)/python -m ruff format qagent benchmarks examples tests
