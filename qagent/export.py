@@ -28,7 +28,7 @@ import torch
 
 import qagent
 from qagent.agents.base import Exportable
-from qagent.config import RunConfig, resolve_config
+from qagent.config import RunConfig
 from qagent.envs.atari import is_atari
 from qagent.envs.factory import frame_stack_of, gymnasium_spec, make_env
 from qagent.envs.minigrid import is_minigrid
@@ -187,8 +187,8 @@ def export_checkpoint(
             f"the weights in {checkpoint_path} are NaN or infinite: the run diverged before this checkpoint",
             hint="export an earlier checkpoint (--best, or a checkpoints/step-*.pt file)",
         )
-    agent = load_agent(checkpoint_path, checkpoint).agent
-    config = resolve_config(checkpoint["config"])
+    loaded = load_agent(checkpoint_path, checkpoint)
+    agent, config = loaded.agent, loaded.config
     env = make_env(config.env, training=False)
     try:
         metadata = policy_metadata(config, checkpoint, env)

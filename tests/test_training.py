@@ -179,3 +179,14 @@ def test_checkpoints_from_before_the_one_loop_evaluate_but_do_not_resume(workdir
         resume_training(result.run_dir, ["train.total_steps=600"], progress=False)
     assert "qagent eval" in caught.value.hint
     assert evaluate_checkpoint(str(result.run_dir), episodes=2, seed=0).extra["step"] == 300
+
+
+def test_a_checkpoint_without_the_loop_state_is_refused_for_resume_in_one_line(workdir):
+    result = start_training(tiny_config("train.total_steps=300"), run_name="torn", progress=False)
+    data = torch.load(result.checkpoint, weights_only=True)
+    del data["actor"]
+    data["window"] = [1, 2]
+    torch.save(data, result.checkpoint)
+    with pytest.raises(CheckpointError, match=r"its 'actor', 'window' state is missing or broken") as caught:
+        resume_training(result.run_dir, ["train.total_steps=600"], progress=False)
+    assert "earlier checkpoint" in caught.value.hint

@@ -44,6 +44,7 @@ from qagent.config import (
     Probability,
     RunConfig,
 )
+from qagent.envs.factory import frame_stack_of
 from qagent.errors import ConfigError
 from qagent.plugins.registries import register_agent
 
@@ -197,8 +198,6 @@ class DQNAgent(Agent):
 
     def make_memory(self, config: RunConfig, envs: gym.vector.VectorEnv, seed: int) -> Replay:
         """One replay memory as the run's ``replay`` section says (frames stored once when stacked)."""
-        from qagent.envs.factory import frame_stack_of
-
         sub_envs = getattr(envs, "envs", None)
         stack = frame_stack_of(sub_envs[0]) if sub_envs is not None else None
         return make_replay(config.replay, envs.single_observation_space, self.config.gamma, envs.num_envs, seed, stack)

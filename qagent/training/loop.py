@@ -621,6 +621,12 @@ def resume_training(
             f"(checkpoint format {version}); this qagent resumes format {FORMAT_VERSION} only",
             hint="evaluate or export it as it is (qagent eval / qagent export), or start a new run",
         )
+    missing = [key for key in ("actor", "collector", "window") if not isinstance(checkpoint.get(key), dict)]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be resumed: its {', '.join(map(repr, missing))} state is missing or broken",
+            hint="resume from an earlier checkpoint in the same folder, or evaluate or export this one",
+        )
     if run is None:
         raise CheckpointError(
             f"cannot resume from {path}: it is not inside a run directory's checkpoints/ folder",
