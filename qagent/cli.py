@@ -184,6 +184,13 @@ def _tracking_overrides(tracking_uri: str | None, experiment: str | None, no_tra
 @click.option("--resume", metavar="RUN_DIR", help="Continue this run from its newest checkpoint.")
 @click.option("--save-buffer", is_flag=True, help="Save the replay buffer with checkpoints (exact resume).")
 @click.option("--video-every", type=click.IntRange(min=1), metavar="N", help="Shortcut for --set eval.video_every=N.")
+@click.option(
+    "--device", metavar="auto|cpu|cuda[:N]", help="Where the learner runs (--set train.device); auto picks a GPU."
+)
+@click.option(
+    "--actors", type=click.IntRange(min=0), metavar="N", help="Collect with N actor processes on Ray (Ape-X style)."
+)
+@click.option("--address", metavar="ADDR", help="Ray cluster for --actors to join (default: start a local one).")
 @click.option("--runs-dir", default="runs", show_default=True, help="Folder that holds run directories.")
 @click.option("--run-name", help="Name of the run directory (default: env-agent-seed-time).")
 @click.option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db).")
@@ -203,6 +210,9 @@ def train(
     resume: str | None,
     save_buffer: bool,
     video_every: int | None,
+    device: str | None,
+    actors: int | None,
+    address: str | None,
     runs_dir: str,
     run_name: str | None,
     tracking_uri: str | None,
@@ -223,6 +233,12 @@ def train(
         sets.append("train.save_buffer=true")
     if video_every:
         sets.append(f"eval.video_every={video_every}")
+    if device:
+        sets.append(f"train.device={device}")
+    if actors is not None:
+        sets.append(f"distributed.actors={actors}")
+    if address:
+        sets.append(f"distributed.address={address}")
     if resume:
         if config_file:
             raise click.UsageError("--resume continues a run with its saved config; use --set to change keys")
@@ -264,6 +280,165 @@ def _print_train_result(result: Any) -> None:
         click.echo(f"resume with:   qagent train --resume {result.run_dir}")
     else:
         click.echo(f"evaluate with: qagent eval {result.run_dir} --episodes 100")
+
+
+# --------------------------------------------------------------------------- tune
+
+
+@main.command()
+@click.option("--config", "-c", "config_file", metavar="FILE|PRESET", help="Base config: YAML file or preset name.")
+@click.option("--space", metavar="FILE|NAME", help="Search space: config keys to distributions (YAML).")
+@click.option("--trials", "-n", type=click.IntRange(min=1), help="Trials to run.  [default: 20]")
+@click.option(
+    "--seeds",
+    type=click.IntRange(min=1),
+    help="Seeds per trial; a trial scores the mean of their returns.  [default: 1]",
+)
+@click.option("--concurrent", type=click.IntRange(min=1), help="Trials at a time (default: as the CPUs allow).")
+@click.option(
+    "--set", "-s", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a base config key (repeatable)."
+)
+@click.option("--env", metavar="ID", help="Shortcut for --set env.id=ID.")
+@click.option("--agent", metavar="NAME", help="Shortcut for --set agent.name=NAME.")
+@click.option("--seed", type=int, help="First seed of every trial (trials train seed, seed+1, ...); seeds TPE too.")
+@click.option("--total-steps", type=int, help="Shortcut for --set train.total_steps=N.")
+@click.option("--no-prune", is_flag=True, help="Train every seed of every trial (no ASHA pruning).")
+@click.option(
+    "--cpus-per-trial",
+    type=click.FloatRange(min=0, min_open=True),
+    help="CPUs Ray reserves for each trial.  [default: 1]",
+)
+@click.option("--cpus", type=click.IntRange(min=1), help="CPUs of the local Ray cluster (default: all).")
+@click.option("--address", help="Join this Ray cluster (e.g. auto, on one of its nodes) instead of starting one.")
+@click.option("--runs-dir", default="runs", show_default=True, help="Folder that holds the sweep's folder.")
+@click.option("--name", help="Name of the sweep's folder (default: tune-env-agent-time).")
+@click.option("--resume", metavar="SWEEP_DIR", help="Continue an interrupted sweep.")
+@click.option("--tracking-uri", help="MLflow tracking URI (default: MLFLOW_TRACKING_URI or ./mlflow.db).")
+@click.option("--experiment", help="MLflow experiment name.")
+@click.option("--no-track", is_flag=True, help="Do not log to MLflow.")
+@plugin_option
+@trust_option
+@handle_errors
+def tune(
+    config_file: str | None,
+    space: str | None,
+    trials: int | None,
+    seeds: int | None,
+    concurrent: int | None,
+    overrides: tuple[str, ...],
+    env: str | None,
+    agent: str | None,
+    seed: int | None,
+    total_steps: int | None,
+    no_prune: bool,
+    cpus_per_trial: float | None,
+    cpus: int | None,
+    address: str | None,
+    runs_dir: str,
+    name: str | None,
+    resume: str | None,
+    tracking_uri: str | None,
+    experiment: str | None,
+    no_track: bool,
+    plugins: tuple[str, ...],
+    trust_plugins: bool,
+) -> None:
+    """Search hyperparameters on Ray Tune with Optuna's TPE; write the best config as a preset.
+
+    \b
+    qagent tune --config cartpole-dqn --space cartpole-dqn --trials 20 --seeds 2
+    qagent tune --resume runs/<sweep>
+
+    Each trial trains the config with its sampled values once per seed; its score is the mean
+    of the seeds' final greedy evaluations. In MLflow the sweep is a parent run and each trial a
+    nested run, with its seeds' training runs nested under it. See docs/scaling.md.
+    """
+    import ray.tune  # noqa: F401 - without Ray, say which extra to install before doing anything
+
+    from qagent.config import find_preset, load_yaml, resolve_config
+    from qagent.errors import ConfigError
+    from qagent.training.tune import Sweep, absolute_tracking_uri, default_sweep_name, load_space, run_sweep
+
+    if address and address.startswith("ray://"):
+        raise ConfigError(
+            "qagent tune cannot run through Ray Client (ray://): the sweep's folder lives where qagent runs",
+            hint="run qagent tune on a node of the cluster with --address auto",
+        )
+    space_file = None
+    if resume:
+        given = {"--config": config_file, "--space": space, "--set": overrides, "--env": env, "--agent": agent}
+        given.update({"--seed": seed, "--total-steps": total_steps, "--seeds": seeds, "--name": name})
+        given.update({"--cpus-per-trial": cpus_per_trial, "--concurrent": concurrent})
+        given.update({"--tracking-uri": tracking_uri, "--experiment": experiment})
+        given.update({"--no-prune": no_prune or None, "--no-track": no_track or None})
+        named = [option for option, value in given.items() if value not in (None, ())]
+        if named:
+            raise click.UsageError(f"--resume continues a sweep as it was started; leave out {', '.join(named)}")
+        sweep = Sweep.load(resume)
+        load_plugins(plugins, sweep.plugins, trust=trust_plugins, recorded_by=f"sweep {resume}")
+        if trials is not None and trials != sweep.trials:
+            raise ConfigError(
+                f"sweep {resume} was started with {sweep.trials} trials, and Ray Tune cannot add trials to a sweep",
+                hint="resume without --trials, or start a new sweep",
+            )
+        sweep.check()
+    else:
+        if not space:
+            raise click.UsageError("qagent tune needs --space FILE (or --resume SWEEP_DIR)")
+        specs = load_plugins(plugins)
+        preset = load_yaml(find_preset(config_file)) if config_file else {}
+        sets = _config_overrides(overrides, env, agent, seed, total_steps)
+        sets += _tracking_overrides(tracking_uri, experiment, no_track)
+        base = resolve_config(preset, sets)
+        space_file, space_data, _ = load_space(space, preset, sets)
+        root = Path(runs_dir) / (name or default_sweep_name(base.env.id, base.agent.name))
+        if (root / "sweep.json").exists():
+            raise ConfigError(f"{root} holds a sweep already", hint=f"qagent tune --resume {root}, or pass --name")
+        sweep = Sweep(
+            root=root,
+            preset=preset,
+            overrides=sets,
+            space=space_data,
+            trials=trials or 20,
+            seeds=seeds or 1,
+            seed=base.seed,
+            concurrent=concurrent,
+            cpus_per_trial=cpus_per_trial or 1.0,
+            prune=not no_prune,
+            plugins=specs,
+            tracking_enabled=base.tracking.enabled,
+            tracking_uri=absolute_tracking_uri(base.tracking.uri) if base.tracking.enabled else None,
+            experiment=base.tracking.experiment,
+        )
+    result = run_sweep(sweep, resume=bool(resume), address=address, cpus=cpus, say=click.echo, space_file=space_file)
+    _print_sweep_result(result)
+    if result.interrupted:
+        sys.exit(130)
+
+
+def _print_sweep_result(result: Any) -> None:
+    counts = ", ".join(
+        f"{result.count(s)} {s}" for s in ("finished", "pruned", "failed", "interrupted") if result.count(s)
+    )
+    state = "interrupted" if result.interrupted else "finished"
+    click.echo(f"sweep {state}: {len(result.rows)} trials ({counts or 'none run'}) in {result.seconds:,.0f} s")
+    if result.best is not None:
+        b = result.best
+        click.echo(
+            f"best trial:    {b['trial']}: return {b['eval_return_mean']:.2f} ± {b['eval_return_std']:.2f} "
+            f"over {b['seeds_done']} seed{'s' if b['seeds_done'] != 1 else ''}"
+        )
+        click.echo(f"best preset:   {result.best_path}")
+    else:
+        click.echo("best preset:   none (no trial finished all its seeds)")
+    click.echo(f"results:       {result.results_csv} (and {result.results_json.name})")
+    click.echo(f"tracking:      {result.tracking}")
+    if result.tracking_uri:
+        click.echo(f"view it with:  mlflow ui --backend-store-uri {result.tracking_uri}")
+    if result.interrupted:
+        click.echo(f"resume with:   qagent tune --resume {result.root}")
+    elif result.best_path is not None:
+        click.echo(f"train it with: qagent train --config {result.best_path}")
 
 
 # --------------------------------------------------------------------------- eval

@@ -14,13 +14,14 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from qagent.errors import ConfigError
 
@@ -38,6 +39,13 @@ def _as_int(value: Any) -> Any:
                 return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
+    return value
+
+
+def _device_name(value: str) -> str:
+    """``auto``, ``cpu``, ``cuda`` or ``cuda:N``; whether that GPU exists is checked when training starts."""
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", value):
+        raise ValueError("expected auto, cpu, cuda or cuda:N")
     return value
 
 
@@ -141,6 +149,9 @@ class EnvConfig(Section):
     """A gymnasium id (``CartPole-v1``, ``ALE/Pong-v5``) or the name of a registered env plugin."""
     num_envs: PositiveInt = 1
     """Environments stepped together by the collector (one vector env)."""
+    vectorization: Literal["auto", "gymnasium", "ale"] = "auto"
+    """Training vector env: ``gymnasium`` (the wrapper chain), ``ale`` (ale-py's faster AtariVectorEnv), ``auto``
+    (``ale`` for ALE games where it plays as the chain does); see docs/atari.md. Evaluation always uses the chain."""
     kwargs: dict[str, Any] = {}
     """Keyword arguments for ``gymnasium.make`` or the env plugin's factory."""
     max_episode_steps: PositiveInt | None = None
@@ -192,6 +203,17 @@ class TrainConfig(Section):
     """Average training metrics (loss, mean Q) over windows of this many env steps."""
     on_nonfinite: Literal["stop", "warn"] = "stop"
     """A NaN or infinite loss, Q-value or weight: stop the run (FAILED, last finite checkpoint kept) or warn."""
+    device: Annotated[str, AfterValidator(_device_name)] = "auto"
+    """Where the learner and its sampled batches live: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``."""
+    amp: bool = False
+    """Mixed precision (bfloat16 autocast) for the learner's forward passes; pays off for CNN torsos on a GPU."""
+
+    def check(self, run: Any) -> None:
+        if self.async_collection and run.distributed.actors:
+            raise ConfigError(
+                "train.async_collection and distributed.actors both move collection off the learner",
+                hint="use one: distributed.actors for Ray actors, or train.async_collection for one thread",
+            )
 
 
 class EvalConfig(Section):
@@ -211,6 +233,34 @@ class EvalConfig(Section):
     """File format of training videos (mp4 needs imageio-ffmpeg)."""
 
 
+class DistributedConfig(Section):
+    """Ape-X-style collection by actor processes on Ray (``qagent train --actors N``)."""
+
+    actors: NonNegativeInt = 0
+    """Actor processes, each stepping its own ``env.num_envs`` envs; 0 collects in the learner's process."""
+    address: str | None = None
+    """Ray cluster to join (``auto`` or ``HOST:6379``, from one of its nodes); None starts a local Ray on 127.0.0.1."""
+    num_cpus: PositiveInt | None = None
+    """CPUs a local Ray may use; None: one per actor plus one for the learner."""
+    chunk_steps: PositiveInt = 32
+    """Vector steps an actor takes per chunk it sends (``chunk_steps * env.num_envs`` transitions)."""
+    max_in_flight: PositiveInt = 2
+    """Chunks each actor may have collected but the learner not yet taken: the back-pressure bound."""
+    publish_every: PositiveInt = 50
+    """Learner updates between weight snapshots for the actors (``ray.put`` once, shared by all)."""
+    apex_epsilon: bool = False
+    """Give actor i the fixed epsilon ``apex_base ** (1 + apex_alpha * i / (N - 1))`` (Ape-X), not the schedule."""
+    apex_base: Probability = 0.4
+    apex_alpha: PositiveFloat = 7.0
+
+    def check(self, run: Any) -> None:
+        if self.apex_epsilon and self.actors and run.exploration.name != "epsilon-greedy":
+            raise ConfigError(
+                f"distributed.apex_epsilon sets each actor's epsilon, but exploration is {run.exploration.name!r}",
+                hint="use --set exploration.name=epsilon-greedy, or distributed.apex_epsilon=false",
+            )
+
+
 class TrackingConfig(Section):
     enabled: bool = True
     """Log the run to MLflow."""
@@ -225,6 +275,7 @@ FIXED_SECTIONS: dict[str, type[Section]] = {
     "replay": ReplayConfig,
     "train": TrainConfig,
     "eval": EvalConfig,
+    "distributed": DistributedConfig,
     "tracking": TrackingConfig,
 }
 NAMED_SECTIONS: dict[str, type[NamedSection]] = {
@@ -232,7 +283,7 @@ NAMED_SECTIONS: dict[str, type[NamedSection]] = {
     "network": NetworkConfig,
     "exploration": ExplorationConfig,
 }
-SECTION_ORDER = ("env", "agent", "network", "exploration", "replay", "train", "eval", "tracking")
+SECTION_ORDER = ("env", "agent", "network", "exploration", "replay", "train", "eval", "distributed", "tracking")
 TOP_LEVEL_KEYS = ("seed", *SECTION_ORDER)
 
 
@@ -248,6 +299,7 @@ class RunConfig:
     replay: ReplayConfig
     train: TrainConfig
     eval: EvalConfig
+    distributed: DistributedConfig
     tracking: TrackingConfig
 
     SECTIONS: ClassVar[tuple[str, ...]] = SECTION_ORDER

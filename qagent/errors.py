@@ -58,6 +58,8 @@ OPTIONAL_PACKAGES: dict[str, str] = {
     "imageio": "video",
     "imageio_ffmpeg": "video",
     "pygame": "video",
+    "ray": "ray",
+    "optuna": "ray",
 }
 
 

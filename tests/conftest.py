@@ -116,3 +116,34 @@ def exported_cartpole(tmp_path_factory):
     result = start_training(config, runs_dir=folder / "runs", run_name="cartpole", progress=False)
     report = export_checkpoint(result.run_dir, folder / "cartpole.onnx")
     return result, report
+
+
+def loopback_only(command: list[str]) -> list[str]:
+    """``command`` inside a private network namespace where only loopback exists, when we can make one.
+
+    On machines whose hosts advertise a routable interface, Ray binds to it even when told
+    127.0.0.1; in a namespace with nothing but ``lo`` it uses 127.0.0.1, so a test's cluster
+    talks to nothing else. Without root or ``unshare`` the command runs as it is.
+    """
+    import shlex
+    import shutil
+
+    if os.name != "posix" or os.geteuid() != 0 or not shutil.which("unshare") or not shutil.which("ip"):
+        return command
+    return ["unshare", "-n", "--", "sh", "-c", "ip link set lo up && exec " + shlex.join(command)]
+
+
+def run_qagent_on_ray(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    """``run_qagent`` for commands that start a local Ray cluster (loopback only, usage stats off)."""
+    full_env = {k: v for k, v in os.environ.items() if k not in ("QAGENT_PLUGINS", "MLFLOW_TRACKING_URI")}
+    full_env.update({"RAY_USAGE_STATS_ENABLED": "0", **(env or {})})
+    return subprocess.run(
+        loopback_only([sys.executable, "-m", "qagent", *args]),
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

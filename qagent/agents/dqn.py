@@ -198,8 +198,7 @@ class DQNAgent(Agent):
 
     def make_memory(self, config: RunConfig, envs: gym.vector.VectorEnv, seed: int) -> Replay:
         """One replay memory as the run's ``replay`` section says (frames stored once when stacked)."""
-        sub_envs = getattr(envs, "envs", None)
-        stack = frame_stack_of(sub_envs[0]) if sub_envs is not None else None
+        stack = frame_stack_of(envs)
         return make_replay(config.replay, envs.single_observation_space, self.config.gamma, envs.num_envs, seed, stack)
 
     def actor(
@@ -229,6 +228,7 @@ class DQNAgent(Agent):
         updates = c.gradient_steps * span.crossings(c.train_freq)
         results = []
         for batch in memory.sample_many(updates, c.batch_size, span.progress):
+            batch = batch.to(self.device)
             results.append(self.update(batch))
             if results[-1].td_errors is not None:
                 memory.update_priorities(batch.indices, results[-1].td_errors)
@@ -272,10 +272,11 @@ class DQNAgent(Agent):
         return {"dueling": c.dueling, "noisy": c.noisy, "sigma0": c.noisy_sigma0}
 
     def build_optimizer(self) -> torch.optim.Optimizer:
-        """Adam over the online network's parameters (the fused kernel on the CPU)."""
+        """Adam over the online network's parameters (a fused kernel on the CPU and on CUDA)."""
         if self.device.type == "cpu":
             return FusedAdam(self.q_net.parameters(), lr=self.config.lr, eps=self.config.adam_eps)
-        return torch.optim.Adam(self.q_net.parameters(), lr=self.config.lr, eps=self.config.adam_eps)
+        fused = self.device.type == "cuda"
+        return torch.optim.Adam(self.q_net.parameters(), lr=self.config.lr, eps=self.config.adam_eps, fused=fused)
 
     def compute_target(self, batch: Batch) -> torch.Tensor:
         """Bootstrapped targets ``r + discount * V(s')``, without gradients."""

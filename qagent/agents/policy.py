@@ -21,13 +21,14 @@ from qagent.agents.base import Exportable, GreedyActor
 class QPolicy:
     """Wraps a Q-network for acting on numpy observations (batched, leading axis).
 
-    :param network: maps a batch of raw observations to ``q_BA``.
+    :param network: maps a batch of raw observations to ``q_BA``; on the CPU or a GPU.
     :param resample_noise: new noise before each acting step (noisy networks).
     """
 
     def __init__(self, network: nn.Module, resample_noise: bool = False) -> None:
         self.network = network
         self.resample_noise = resample_noise
+        self.device = next(network.parameters()).device
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """Expected Q-values, ``float32[batch, n_actions]``.
@@ -38,7 +39,7 @@ class QPolicy:
         with torch.inference_mode():
             if self.resample_noise and self.network.training:
                 self.network.reset_noise()
-            return self.network(torch.as_tensor(obs)).numpy()
+            return self.network(torch.as_tensor(obs, device=self.device)).cpu().numpy()
 
     def act(self, obs: np.ndarray) -> np.ndarray:
         """Greedy actions, ``int64[batch]``."""
@@ -58,10 +59,12 @@ class QPolicy:
             self.network.train(was_training)
 
     def copy(self) -> QPolicy:
-        return QPolicy(copy.deepcopy(self.network).requires_grad_(False), self.resample_noise)
+        """A copy on the CPU: acting on small batches is faster there than a round trip to a GPU."""
+        return QPolicy(copy.deepcopy(self.network).cpu().requires_grad_(False), self.resample_noise)
 
     def weights(self) -> dict[str, Any]:
-        return {k: v.detach().clone() for k, v in self.network.state_dict().items()}
+        """CPU tensors, whatever device the network is on (they travel to actors and threads)."""
+        return {k: v.detach().to("cpu", copy=True) for k, v in self.network.state_dict().items()}
 
     def load_weights(self, weights: dict[str, Any]) -> None:
         with torch.no_grad():

@@ -3,6 +3,8 @@
 Vector envs run with gymnasium's autoreset disabled: the collector resets finished envs
 itself, so the true final observation of every episode reaches the replay buffer and every
 episode starts from a seed the run controls (which makes runs reproducible and resumable).
+Training envs of ALE games may instead be ale-py's own vector env (``env.vectorization``,
+:mod:`qagent.envs.ale_vector`), behind the same contract.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import gymnasium as gym
 from gymnasium.wrappers import RecordEpisodeStatistics, TimeLimit
 
 from qagent.config import EnvConfig
+from qagent.envs.ale_vector import AleVectorEnv, atari_vector_limits
 from qagent.envs.atari import is_atari, make_atari
 from qagent.envs.minigrid import is_minigrid, make_minigrid
 from qagent.envs.shaping import shape
@@ -113,8 +116,18 @@ def make_env(config: EnvConfig, *, training: bool = True, render_mode: str | Non
     return env
 
 
-def frame_stack_of(env: gym.Env) -> int | None:
-    """How many frames each observation stacks (``FrameStackObservation`` in the chain), or None."""
+def frame_stack_of(env: gym.Env | gym.vector.VectorEnv) -> int | None:
+    """How many frames each observation stacks (``FrameStackObservation`` in the chain), or None.
+
+    A vector env answers for its sub-envs: its own ``frame_stack`` (:class:`AleVectorEnv`), else
+    its first sub-env's (``SyncVectorEnv``).
+    """
+    if not isinstance(env, gym.Env):
+        stack = getattr(env, "frame_stack", None)
+        if stack is not None:
+            return int(stack)
+        sub_envs = getattr(env, "envs", None)
+        return frame_stack_of(sub_envs[0]) if sub_envs else None
     layer: gym.Env = env
     while isinstance(layer, gym.Wrapper):
         if isinstance(layer, gym.wrappers.FrameStackObservation):
@@ -124,7 +137,23 @@ def frame_stack_of(env: gym.Env) -> int | None:
 
 
 def make_vector_env(config: EnvConfig, num_envs: int, *, training: bool = True) -> gym.vector.VectorEnv:
-    """``num_envs`` copies stepped together, without autoreset (the caller resets finished envs)."""
+    """``num_envs`` copies stepped together, without autoreset (the caller resets finished envs).
+
+    Training envs of ALE games are ale-py's ``AtariVectorEnv`` (:class:`AleVectorEnv`) when
+    ``env.vectorization`` is ``ale``, or ``auto`` and it plays as the wrapper chain does;
+    otherwise, and for evaluation (which needs each env, ``envs.envs``), a ``SyncVectorEnv``.
+    """
+    if training and config.vectorization != "gymnasium":
+        check_env_id(config.id)
+        spec = None if config.id in ENVS else gymnasium_spec(config.id)
+        limits = atari_vector_limits(config, spec, exact=config.vectorization == "auto")
+        if not limits:
+            return AleVectorEnv(config, spec, num_envs, training=True)
+        if config.vectorization == "ale":
+            raise ConfigError(
+                "env.vectorization=ale: ale-py's AtariVectorEnv cannot " + "; nor ".join(limits),
+                hint="use env.vectorization=auto or gymnasium (the wrapper chain)",
+            )
     return gym.vector.SyncVectorEnv(
         [partial(make_env, config, training=training) for _ in range(num_envs)],
         autoreset_mode=gym.vector.AutoresetMode.DISABLED,

@@ -126,21 +126,29 @@ class Collector:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Rebuild every env's current episode by replaying its actions from its seed."""
+        if "seed_rng" not in state:  # saved by actors on Ray (distributed.actors): their episodes are gone
+            warnings.warn(
+                "the checkpoint's episodes were collected by Ray actors; these envs start new ones", stacklevel=2
+            )
+            return
         self.seed_rng.bit_generator.state = state["seed_rng"]
         self.episode_seeds[:] = state["episode_seeds"]
         self.actions = [list(a) for a in state["actions"]]
         saved_obs = np.asarray(state["obs"], dtype=self.obs.dtype)
         sub_envs = getattr(self.envs, "envs", None)
-        if sub_envs is None:
+        replay = getattr(self.envs, "replay_episodes", None)  # ale-py's vector env replays all envs at once
+        if sub_envs is None and replay is None:
             raise TypeError("resuming needs a SyncVectorEnv (its sub-envs are replayed one by one)")
-        obs = np.array(self.obs)
-        diverged = np.zeros(self.num_envs, dtype=bool)
-        for i, env in enumerate(sub_envs):
-            obs_i, _ = env.reset(seed=int(self.episode_seeds[i]))
-            for action in self.actions[i]:
-                obs_i = env.reset()[0] if action == RESET else env.step(action)[0]
-            obs[i] = obs_i
-            diverged[i] = not np.array_equal(obs[i], saved_obs[i])
+        if replay is not None:
+            obs = replay([int(s) for s in self.episode_seeds], self.actions, RESET)
+        else:
+            obs = np.array(self.obs)
+            for i, env in enumerate(sub_envs):
+                obs_i, _ = env.reset(seed=int(self.episode_seeds[i]))
+                for action in self.actions[i]:
+                    obs_i = env.reset()[0] if action == RESET else env.step(action)[0]
+                obs[i] = obs_i
+        diverged = np.array([not np.array_equal(obs[i], saved_obs[i]) for i in range(self.num_envs)])
         self.obs = obs
         if diverged.any():
             warnings.warn(
@@ -270,9 +278,9 @@ class BackgroundCollector:
             episodes, self._episodes = self._episodes, []
         return episodes
 
-    def publish(self, weights: dict[str, Any]) -> None:
+    def publish(self, policy: Policy, updates: int) -> None:
         """Give the collector's actor the learner's current weights."""
-        self.policy.load_weights(weights)
+        self.policy.load_weights(policy.weights())
 
     @contextlib.contextmanager
     def paused(self) -> Iterator[None]:

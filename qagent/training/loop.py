@@ -37,6 +37,8 @@ from qagent.errors import CheckpointError, QAgentError
 from qagent.training.build import build_agent, build_exploration, restore_agent, seed_streams
 from qagent.training.checkpoint import FORMAT_VERSION, all_finite, load_run_checkpoint, save_checkpoint
 from qagent.training.collector import BackgroundCollector, Collector, Episode, SharedPolicy, SharedReplay
+from qagent.training.device import resolve_device
+from qagent.training.distributed import ActorStreams, RayCollector
 from qagent.training.evaluation import Evaluator
 from qagent.training.progress import TrainingProgress
 from qagent.training.runs import BUFFER_PATTERN, RunDir, write_atomically
@@ -129,7 +131,6 @@ class Trainer:
         *,
         plugins: list[str] | None = None,
         progress: bool = True,
-        device: str = "cpu",
     ) -> None:
         self.config = config
         self.run = run
@@ -137,10 +138,11 @@ class Trainer:
         self.plugins = list(plugins or [])
         self.show_progress = progress
         configure_torch(config.train.torch_threads)
+        self.device = resolve_device(config.train.device)
         seeds = seed_streams(config.seed, 5)
         self.eval_seed = seeds[4]
-        self.background: BackgroundCollector | None = None
-        self.build(seeds, device)
+        self.background: BackgroundCollector | RayCollector | None = None
+        self.build(seeds, self.device)
         self.evaluator = Evaluator(config.env, config.eval.num_envs)
         self.step = 0  # env steps the learner has reached
         self.collected = 0  # env steps collected (ahead of step with async collection)
@@ -157,14 +159,24 @@ class Trainer:
         self._mid_chunk = False  # a chunk is half done: the state is not one to checkpoint
         self._warned_nonfinite = False
 
-    def build(self, seeds: list[int], device: str) -> None:
+    def build(self, seeds: list[int], device: torch.device) -> None:
         """Make the envs, the agent, its memory, its actor and the collector."""
         config = self.config
         torch.manual_seed(seeds[0])
-        self.envs = make_vector_env(config.env, config.env.num_envs, training=True)
+        actors = config.distributed.actors
+        # With actors on Ray, the learner's envs are one probe for the spaces and wrappers.
+        self.envs = make_vector_env(config.env, 1 if actors else config.env.num_envs, training=True)
         self.agent = build_agent(config, self.envs.single_observation_space, self.envs.single_action_space, device)
         self.exploration = build_exploration(config, self.agent.n_actions, seed=seeds[1])
         self.exploration.prepare(self.agent)
+        if actors:
+            streams = ActorStreams(self.envs, actors * config.env.num_envs)
+            self.memory = self.agent.make_memory(config, streams, seed=seeds[2])
+            self.collector = RayCollector(
+                config, self.plugins, self.memory, seeds[3], status_file=self.run.root / "actors.json"
+            )
+            self.actor = self.collector.reports
+            return
         memory = self.agent.make_memory(config, self.envs, seed=seeds[2])
         self.shared_policy = None
         if config.train.async_collection:
@@ -187,6 +199,9 @@ class Trainer:
             self.shared_policy.load_weights(self.agent.policy.weights())  # restored weights, if resumed
             self.background = BackgroundCollector(self.collector, self.shared_policy, self.collected, lead)
         try:
+            if self.config.distributed.actors:
+                self.background = self.collector  # stopped below, even if starting fails
+                self.collector.start(self.collected, self.agent.policy, self.agent.updates)
             with TrainingProgress(total, self.step, self.show_progress) as bar, stop_on_interrupt(bar.print) as stop:
                 self._bar = bar
                 while not self.done() and not stop.is_set():
@@ -224,10 +239,11 @@ class Trainer:
             episodes = self.collector.collect(max(0, target - self.collected) // n, self.collected)
             self.collected = max(self.collected, target)
         self.step = target
-        metrics = self.agent.learn(self.memory, Span(prev, self.step, self.config.train.total_steps))
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.train.amp):
+            metrics = self.agent.learn(self.memory, Span(prev, self.step, self.config.train.total_steps))
         self.window.add(metrics)
         if self.background is not None and metrics:
-            self.background.publish(self.agent.policy.weights())
+            self.background.publish(self.agent.policy, self.agent.updates)
         return episodes
 
     def _check_finite(self) -> None:
@@ -561,8 +577,12 @@ def start_training(
     run_name: str | None = None,
     plugins: list[str] | None = None,
     progress: bool = True,
+    tags: dict[str, str] | None = None,
 ) -> TrainResult:
-    """Create a run directory and an MLflow run, then train ``config`` from scratch."""
+    """Create a run directory and an MLflow run, then train ``config`` from scratch.
+
+    :param tags: extra MLflow tags, e.g. ``mlflow.parentRunId`` to nest the run under a sweep's trial.
+    """
     from qagent.training.tracking import make_tracker
 
     plugins = list(plugins or [])
@@ -579,7 +599,7 @@ def start_training(
             write_atomically(run.config_path, config.to_yaml())
             run.update_meta(name=run.root.name, created=time.strftime("%Y-%m-%dT%H:%M:%S%z"), status="starting")
             trainer.tracker = tracker
-            tracker.start(run.root.name, config.flat(), _tags(config, plugins, run))
+            tracker.start(run.root.name, config.flat(), {**_tags(config, plugins, run), **(tags or {})})
             run.update_meta(
                 qagent_version=qagent.__version__,
                 plugins=plugins,
@@ -634,6 +654,11 @@ def resume_training(
         )
     config = resolve_config(checkpoint["config"], overrides)
     changes = incompatible_changes(checkpoint["config"], config)
+    saved_actors = flatten(checkpoint["config"]).get("distributed.actors", 0)
+    if checkpoint.get("buffer_file") and saved_actors != config.distributed.actors:
+        changes.append(  # the saved buffer has one stream per env of every actor
+            f"distributed.actors changed from {saved_actors!r} to {config.distributed.actors!r} with a saved buffer"
+        )
     if changes:
         raise CheckpointError(
             "cannot resume: " + "; ".join(changes) + ", and the saved state does not fit the new shape",

@@ -54,7 +54,11 @@ class HDQNAgent(Agent):
     """Hierarchical DQN (Kulkarni et al. 2016): a meta-controller over goals, a controller over actions."""
 
     Config = HDQNConfig
-    section_defaults: ClassVar[dict[str, dict[str, Any]]] = {"replay": {"capacity": 100_000}}
+    # Its actor reads goal inputs from each env, so ALE games keep gymnasium's vector env.
+    section_defaults: ClassVar[dict[str, dict[str, Any]]] = {
+        "replay": {"capacity": 100_000},
+        "env": {"vectorization": "gymnasium"},
+    }
 
     def __init__(
         self,

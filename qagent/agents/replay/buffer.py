@@ -56,6 +56,14 @@ class Batch:
     def __len__(self) -> int:
         return int(self.action.shape[0])
 
+    def to(self, device: torch.device) -> Batch:
+        """The same batch on ``device`` (the learner's; a no-op on the CPU)."""
+        if device.type == "cpu":
+            return self
+        weights = None if self.weights is None else self.weights.to(device, non_blocking=True)
+        rows = (self.obs, self.action, self.reward, self.next_obs, self.discount)
+        return Batch(*(row.to(device, non_blocking=True) for row in rows), weights, self.indices)
+
     def slice(self, start: int, stop: int) -> Batch:
         """Rows ``start:stop`` (views, no copies)."""
         s = slice(start, stop)
