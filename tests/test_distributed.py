@@ -146,9 +146,16 @@ def test_two_actors_learn_cartpole_then_resume_and_export(workdir):
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert json.loads((run / "run.json").read_text())["step"] == 14000
+    alone = run_qagent(  # the same run, on in one process: its envs start new episodes
+        "train", "--resume", "runs/apex", "--set", "train.total_steps=15000", "--set", "eval.final_episodes=5",
+        "--set", "distributed.actors=0", cwd=workdir,
+    )  # fmt: skip
+    assert alone.returncode == 0, alone.stderr[-3000:]
+    assert "collected by Ray actors; these envs start new ones" in alone.stderr
+    assert json.loads((run / "run.json").read_text())["step"] == 15000
     exported = run_qagent("export", "runs/apex", "-o", "apex.onnx", cwd=workdir)
     assert exported.returncode == 0, exported.stderr
-    assert "256/256" in exported.stdout and "14,000 training steps" in exported.stdout
+    assert "256/256" in exported.stdout and "15,000 training steps" in exported.stdout
 
 
 def test_a_killed_actor_is_restarted_and_counted(workdir):
@@ -259,3 +266,28 @@ def test_prioritized_chunks_carry_one_step_td_errors_as_initial_priorities():
     stored = np.sort(memory.sums.leaves[slots])
     sent = np.sort(np.concatenate(chunk.priorities) + memory.eps)
     assert np.allclose(stored, sent, rtol=1e-5)
+
+
+def test_a_replaced_writer_ends_its_streams_episodes_in_the_memory():
+    """A restarted actor's first transition must not continue the dead one's episode (frames, n-step windows)."""
+    import gymnasium as gym
+
+    from qagent.agents.replay import ReplayBuffer
+
+    space = gym.spaces.Box(0, 255, (2, 3), np.uint8)
+    memory = ReplayBuffer(64, space, gamma=0.9, num_envs=2, stack=2, n_step=3)
+
+    def add(stream: int, value: int, envs: list[int]) -> None:
+        frames = np.full((1, 2, 3), value, np.uint8)
+        memory.add(frames, np.array([0]), np.array([1.0]), frames + 1, np.array([False]), np.array([False]),
+                   envs=np.array(envs))  # fmt: skip
+
+    for t in range(4):
+        add(0, t, [0])
+    memory.end_episodes(np.array([0, 1]))  # stream 1 never started: nothing to end
+    assert not memory.in_episode.any()
+    last = int((memory.head[0] - 2) % memory.per_env)
+    assert memory.truncated[last] and memory.valid[last]
+    add(0, 100, [0])  # the new actor's first transition writes its own first observation
+    assert memory.episode_pos[int((memory.head[0] - 2) % memory.per_env)] == 0
+    assert len(memory) == 5

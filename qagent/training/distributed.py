@@ -29,6 +29,7 @@ import json
 import os
 import time
 import warnings
+from collections import deque
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,14 @@ from qagent.training.collector import Episode
 from qagent.training.ray_cluster import ray_session
 
 MAX_FAILURES_IN_ROW = 3  # an actor that dies this often without delivering a chunk is a bug, not bad luck
+SCHEDULE_SECONDS = 300  # for Ray to place and build an actor (it waits while no CPU is free)
+
+
+def _ray_failures() -> tuple[type[BaseException], ...]:
+    """What a chunk's reference raises when its actor process or its node is gone."""
+    import ray
+
+    return (ray.exceptions.RayActorError, ray.exceptions.ObjectLostError)
 
 
 class MemoryRecorder:
@@ -165,7 +174,7 @@ class Chunk:
     env_steps: int
     seconds: float
     version: int
-    """Learner updates behind the weights the actor acted with."""
+    """The learner's update count when the weights the actor acted with were published."""
     metrics: dict[str, float]
     epsilon: float | None
 
@@ -258,19 +267,20 @@ class RemoteActors:
 
     def __init__(self, collection: RayCollector) -> None:
         self.collection = collection
-        self.latest: dict[int, Chunk] = {}
+        self.latest: dict[int, tuple[dict[str, float], float | None]] = {}
+        """Per actor, the metrics and epsilon of its newest chunk (not the chunk: its arrays live in Ray's store)."""
 
     def metrics(self, step: int) -> dict[str, float]:
         sums: dict[str, list[float]] = {}
-        for chunk in self.latest.values():
-            for key, value in chunk.metrics.items():
+        for metrics, _ in self.latest.values():
+            for key, value in metrics.items():
                 sums.setdefault(key, []).append(float(value))
         out = {key: sum(values) / len(values) for key, values in sums.items()}
         return {**out, **self.collection.metrics()}
 
     def epsilon(self, step: int) -> float | None:
         first = self.latest.get(0)
-        return first.epsilon if first is not None else None
+        return first[1] if first is not None else None
 
     def summary(self) -> dict[str, Any]:
         return {"actors": self.collection.actors, "actor_restarts": self.collection.restarts}
@@ -314,9 +324,10 @@ class RayCollector:
         self._pids: list[int] = []
         self._spawned = [0] * self.actors
         self._failures = [0] * self.actors
-        self._in_flight: dict[Any, int] = {}
+        self._queues: list[deque] = []  # per actor, its chunks requested and not yet taken, oldest first
         self._sent_version = [-1] * self.actors
-        self._version = 0
+        self._version = 0  # the learner's updates when the newest snapshot was published
+        self._updates = 0  # the learner's updates now
         self._weights_ref: Any = None
         self._ray = contextlib.ExitStack()
         self._window = self._new_window()
@@ -329,21 +340,33 @@ class RayCollector:
 
         dist = self.config.distributed
         self.collected = collected
-        self._ray = contextlib.ExitStack()
         self._ray.enter_context(ray_session(dist.address, dist.num_cpus or self.actors + 1))
-        self._version = updates
+        self._version = self._updates = updates
         self._weights_ref = ray.put(policy.weights())
         self._worker_class = remote_worker()
         self._workers = [None] * self.actors
         self._pids = [0] * self.actors
-        for i in range(self.actors):
-            self._spawn(i)
+        self._queues = [deque() for _ in range(self.actors)]
+        pending = {i: self._launch(i) for i in range(self.actors)}
+        try:
+            ready = ray.get(list(pending.values()), timeout=SCHEDULE_SECONDS)
+        except ray.exceptions.GetTimeoutError:
+            raise QAgentError(
+                f"the {self.actors} actors did not all start within {SCHEDULE_SECONDS} s: Ray has "
+                f"{ray.cluster_resources().get('CPU', 0):g} CPUs for them, one each",
+                hint="use fewer --actors, or more CPUs (distributed.num_cpus, or a larger cluster)",
+            ) from None
+        except _ray_failures() as exc:
+            raise QAgentError(
+                f"an actor could not start: {_last_line(exc)}",
+                hint="run without --actors to see the error in this process",
+            ) from None
+        for i, pid in zip(pending, ready, strict=True):
+            self._started(i, pid)
         self._window = self._new_window()
 
-    def _spawn(self, i: int) -> None:
-        """Start actor ``i`` (again) and give it its first chunks to collect."""
-        import ray
-
+    def _launch(self, i: int) -> Any:
+        """Create actor ``i`` (again); returns the reference of its process id, ready once it is built."""
         dist = self.config.distributed
         overrides = []
         if dist.apex_epsilon:
@@ -356,15 +379,17 @@ class RayCollector:
         )
         self._workers[i] = worker
         self._sent_version[i] = self._version
-        try:
-            self._pids[i] = ray.get(worker.pid.remote())
-        except ray.exceptions.RayActorError as exc:
-            raise QAgentError(
-                f"actor {i} could not start: {_first_line(exc)}",
-                hint="run without --actors to see the error in this process",
-            ) from None
+        return worker.pid.remote()
+
+    def _started(self, i: int, pid: int) -> None:
+        """Actor ``i`` runs: its streams' episodes in progress (a dead actor's, a resumed run's) end,
+        and it gets its first chunks to collect."""
+        self._pids[i] = int(pid)
         self._write_status()
-        for _ in range(dist.max_in_flight):
+        end_episodes = getattr(self.memory, "end_episodes", None)
+        if end_episodes is not None:
+            end_episodes(np.arange(i * self.per_actor, (i + 1) * self.per_actor))
+        for _ in range(self.config.distributed.max_in_flight):
             self._request(i)
 
     def _request(self, i: int) -> None:
@@ -374,24 +399,31 @@ class RayCollector:
             weights, version = self._weights_ref, self._version
             self._sent_version[i] = self._version
         ref = worker.collect.remote(self.config.distributed.chunk_steps, self.collected, weights, version)
-        self._in_flight[ref] = i
+        self._queues[i].append(ref)
 
     def _restart(self, i: int, exc: BaseException) -> None:
+        """Replace dead actor ``i``; give up after ``MAX_FAILURES_IN_ROW`` deaths without a chunk."""
         import ray
 
-        self._failures[i] += 1
-        if self._failures[i] > MAX_FAILURES_IN_ROW:
-            raise QAgentError(
-                f"actor {i} died {self._failures[i]} times in a row: {_first_line(exc)}",
-                hint="run without --actors to see the error in this process",
-            )
-        for ref in [ref for ref, owner in self._in_flight.items() if owner == i]:
-            del self._in_flight[ref]
-        with contextlib.suppress(Exception):
-            ray.kill(self._workers[i], no_restart=True)
-        self.restarts += 1
-        warnings.warn(f"actor {i} died ({_first_line(exc)}); starting it again", stacklevel=2)
-        self._spawn(i)
+        while True:
+            self._failures[i] += 1
+            if self._failures[i] >= MAX_FAILURES_IN_ROW:
+                raise QAgentError(
+                    f"actor {i} died {self._failures[i]} times in a row: {_last_line(exc)}",
+                    hint="run without --actors to see the error in this process",
+                )
+            self._queues[i].clear()
+            with contextlib.suppress(Exception):
+                ray.kill(self._workers[i], no_restart=True)
+            self.restarts += 1
+            warnings.warn(f"actor {i} died ({_last_line(exc)}); starting it again", stacklevel=3)
+            try:
+                pid = ray.get(self._launch(i), timeout=SCHEDULE_SECONDS)
+            except (*_ray_failures(), ray.exceptions.GetTimeoutError) as again:
+                exc = again
+                continue
+            self._started(i, pid)
+            return
 
     def stop(self) -> None:
         """Stop every actor (and the local Ray that :meth:`start` started); safe after a failed start."""
@@ -401,32 +433,37 @@ class RayCollector:
             if worker is not None:
                 with contextlib.suppress(Exception):
                     ray.kill(worker, no_restart=True)
-        self._workers, self._in_flight = [], {}
+        self._workers, self._queues, self._weights_ref = [], [], None
         self._ray.close()
 
     # ------------------------------------------------------------------ the collector's part in the loop
 
     def collect_to(self, target: int) -> list[Episode]:
-        """Take actors' chunks into the memory until ``target`` env steps are collected."""
+        """Take actors' chunks into the memory until ``target`` env steps are collected.
+
+        Each actor's chunks are taken in the order it collected them (its memory streams
+        continue from one chunk to the next); the episodes they finished are recorded at ``target``.
+        """
         import ray
 
         episodes: list[Episode] = []
         while self.collected < target:
-            ready, _ = ray.wait(list(self._in_flight), num_returns=1)
-            ref = ready[0]
-            i = self._in_flight.pop(ref)
+            heads = {queue[0]: i for i, queue in enumerate(self._queues) if queue}
+            ready, _ = ray.wait(list(heads), num_returns=1)
+            i = heads[ready[0]]
+            self._queues[i].popleft()
             try:
-                chunk: Chunk = ray.get(ref)
-            except ray.exceptions.RayActorError as exc:
+                chunk: Chunk = ray.get(ready[0])
+            except _ray_failures() as exc:
                 self._restart(i, exc)
                 continue
             self._failures[i] = 0
             apply_calls(self.memory, chunk.calls, i * self.per_actor, chunk.priorities)
             self.collected += chunk.env_steps
-            episodes.extend(dataclasses.replace(e, step=self.collected) for e in chunk.episodes)
-            self.reports.latest[i] = chunk
+            episodes.extend(dataclasses.replace(e, step=target) for e in chunk.episodes)
+            self.reports.latest[i] = (chunk.metrics, chunk.epsilon)
             self._window["env_steps"] += chunk.env_steps
-            self._window["lag"] += self._version - chunk.version
+            self._window["lag"] += self._updates - chunk.version
             self._window["chunks"] += 1
             self._request(i)
         return episodes
@@ -435,6 +472,7 @@ class RayCollector:
         """A new weights snapshot for the actors once ``publish_every`` updates have passed."""
         import ray
 
+        self._updates = updates
         self._window["updates"] = updates
         if self._window["start"] is None:
             self._window["start"] = updates
@@ -487,6 +525,7 @@ class RayCollector:
         self.restarts = int(state.get("restarts", 0))
 
 
-def _first_line(exc: BaseException) -> str:
+def _last_line(exc: BaseException) -> str:
+    """The last line of a Ray error, which names the cause (the lines before are its traceback)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return (lines[-1] if lines else type(exc).__name__)[:300]

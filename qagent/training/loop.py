@@ -501,7 +501,8 @@ class Trainer:
     def restore(self, checkpoint: dict[str, Any], path: Path) -> None:
         """Continue from ``checkpoint``, read from ``path`` (already loaded and checked for compatibility)."""
         restore_agent(self.agent, checkpoint, path)
-        self.actor.load_state_dict(checkpoint["actor"])
+        if checkpoint["actor"]:  # empty from a run whose actors ran on Ray: this one's start afresh
+            self.actor.load_state_dict(checkpoint["actor"])
         self.collector.load_state_dict(checkpoint["collector"])
         torch.set_rng_state(checkpoint["rng"]["torch"])
         self.step = self._saved_step = int(checkpoint["step"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 from collections.abc import Iterator
 
 from qagent.errors import QAgentError
@@ -31,6 +32,7 @@ def ray_session(address: str | None = None, cpus: int | None = None) -> Iterator
     local = {} if address else {"num_cpus": cpus, "_node_ip_address": "127.0.0.1"}
     notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
     notice.addFilter(_drop_auth_enabled_notice)
+    on_term = signal.getsignal(signal.SIGTERM)  # ray.init replaces it with sys.exit(15)
     try:
         ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False, **local)
     except (ConnectionError, RuntimeError, ValueError) as exc:
@@ -40,6 +42,8 @@ def ray_session(address: str | None = None, cpus: int | None = None) -> Iterator
             f"cannot start or join {where}: {text[0][:300] if text else type(exc).__name__}",
             hint="check --address (e.g. auto, on a node of the cluster), or leave it out to start a local cluster",
         ) from None
+    finally:
+        signal.signal(signal.SIGTERM, on_term)
     try:
         yield
     finally:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from qagent.agents.replay import Replay
 
 
@@ -17,6 +19,10 @@ class HierarchicalMemory:
 
     def __len__(self) -> int:
         return len(self.controller)
+
+    def end_episodes(self, envs: np.ndarray) -> None:
+        self.controller.end_episodes(envs)
+        self.meta.end_episodes(envs)
 
     @staticmethod
     def meta_path(path: Path) -> Path:

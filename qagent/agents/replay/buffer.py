@@ -75,7 +75,7 @@ class Batch:
 class Replay(Protocol):
     """What the training loop needs of a replay memory."""
 
-    def add(self, obs, action, reward, next_obs, terminated, truncated) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    def add(self, obs, action, reward, next_obs, terminated, truncated, envs=None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
         """Store one transition per env; returns the slots of the new transitions and of fresh frames."""
 
     def sample_many(self, count: int, batch_size: int, progress: float = 0.0) -> Iterator[Batch]:
@@ -226,6 +226,18 @@ class ReplayBuffer:
             if terminated[row] or truncated[row]:
                 self.in_episode[i] = False
         return transition_slots, fresh_slots
+
+    def end_episodes(self, envs: np.ndarray) -> None:
+        """The episodes in progress in streams ``envs`` stop here, cut off (truncated, so targets bootstrap).
+
+        For streams whose writer was replaced (a restarted actor, a resumed run's new actors):
+        the next transition then starts a new episode instead of continuing the old one.
+        """
+        for i in np.asarray(envs, dtype=np.int64):
+            if self.in_episode[i]:
+                last = i * self.per_env + int((self.head[i] - 2) % self.per_env)  # before the fresh observation
+                self.truncated[last] = True
+                self.in_episode[i] = False
 
     # ------------------------------------------------------------------ reading
 

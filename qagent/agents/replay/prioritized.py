@@ -114,6 +114,9 @@ class PrioritizedReplay:
         self._set(transition_slots, np.full(len(transition_slots), self.max_priority))
         return transition_slots, fresh_slots
 
+    def end_episodes(self, envs: np.ndarray) -> None:
+        self.storage.end_episodes(envs)
+
     def beta_at(self, progress: float) -> float:
         """beta annealed linearly from its start value to 1 as training progresses."""
         return self.beta + (1.0 - self.beta) * min(max(progress, 0.0), 1.0)
