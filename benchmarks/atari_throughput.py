@@ -1,7 +1,8 @@
 """Atari training throughput: qagent (serial and async collection) vs Stable-Baselines3's DQN.
 
 All runs go through ``qagent train`` with the ``pong-dqn`` preset's hyperparameters on the same
-ALE env and preprocessing; ``sb3-dqn`` swaps in SB3's learner. The budget is short (learning
+ALE env and preprocessing; ``sb3-dqn`` swaps in SB3's learner. Pong's training envs are ale-py's
+C++ vector env by default (``env.vectorization=auto``); one row steps gymnasium's instead. The budget is short (learning
 starts early) so the figure is the steady-state speed of acting plus learning with the Nature
 CNN on the CPU; evaluation and tracking are off.
 
@@ -27,6 +28,7 @@ from _report import publish  # noqa: E402
 VARIANTS = {
     "qagent dqn, serial": ["--set", "agent.name=dqn"],
     "qagent dqn, async collection": ["--set", "agent.name=dqn", "--set", "train.async_collection=true"],
+    "qagent dqn, serial, gymnasium's vector env": ["--set", "agent.name=dqn", "--set", "env.vectorization=gymnasium"],
     "Stable-Baselines3 DQN (sb3-dqn)": ["--set", "agent.name=sb3-dqn"],
 }
 

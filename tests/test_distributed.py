@@ -102,6 +102,25 @@ def test_an_actor_worker_collects_chunks_in_process_for_hdqn():
 
 
 # ---------------------------------------------------------------------- on a real local Ray
+def start_with_actors(workdir: Path, name: str, args: list[str]) -> tuple[subprocess.Popen, Path]:
+    """``qagent train`` of the CartPole preset with 2 actors, in the background, once its actors run."""
+    env = {k: v for k, v in os.environ.items() if k not in ("QAGENT_PLUGINS", "MLFLOW_TRACKING_URI")}
+    env["RAY_USAGE_STATS_ENABLED"] = "0"
+    command = [
+        sys.executable, "-m", "qagent", "train", "--config", "cartpole-dqn", "--actors", "2", "--run-name", name,
+        "--no-progress", "--set", "eval.every=null", *args,
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        loopback_only(command), cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    status_file = workdir / "runs" / name / "actors.json"
+    deadline = time.monotonic() + 120
+    while not status_file.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if not status_file.exists():
+        process.kill()
+        pytest.fail("the actors did not start: " + process.communicate(timeout=60)[1][-3000:])
+    return process, status_file
 
 
 def test_two_actors_learn_cartpole_then_resume_and_export(workdir):
@@ -160,40 +179,18 @@ def test_two_actors_learn_cartpole_then_resume_and_export(workdir):
 
 def test_a_killed_actor_is_restarted_and_counted(workdir):
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
-    env = {k: v for k, v in os.environ.items() if k not in ("QAGENT_PLUGINS", "MLFLOW_TRACKING_URI")}
-    env["RAY_USAGE_STATS_ENABLED"] = "0"
-    command = [
-        sys.executable,
-        "-m",
-        "qagent",
-        "train",
-        "--config",
-        "cartpole-dqn",
-        "--actors",
-        "2",
+    args = [
         "--total-steps",
         "6000",
         "--tracking-uri",
         uri,
-        "--run-name",
-        "kill",
-        "--no-progress",
-        "--set",
-        "eval.every=null",
         "--set",
         "eval.final_episodes=5",
         "--set",
         "train.log_every=500",
     ]
-    process = subprocess.Popen(
-        loopback_only(command), cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    status_file = workdir / "runs" / "kill" / "actors.json"
+    process, status_file = start_with_actors(workdir, "kill", args)
     try:
-        deadline = time.monotonic() + 120
-        while not status_file.exists() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert status_file.exists(), process.communicate(timeout=60)[1][-3000:]
         time.sleep(3)  # let it train a while first
         victim = json.loads(status_file.read_text())["pids"][0]
         os.kill(victim, signal.SIGKILL)
@@ -291,3 +288,21 @@ def test_a_replaced_writer_ends_its_streams_episodes_in_the_memory():
     add(0, 100, [0])  # the new actor's first transition writes its own first observation
     assert memory.episode_pos[int((memory.head[0] - 2) % memory.per_env)] == 0
     assert len(memory) == 5
+
+
+def test_sigterm_stops_the_actors_and_writes_a_checkpoint(workdir):
+    process, status_file = start_with_actors(workdir, "term", ["--total-steps", "200000", "--no-track"])
+    try:
+        time.sleep(2)
+        process.send_signal(signal.SIGTERM)  # loopback_only execs qagent: the signal reaches it, not a shell
+        _, stderr = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 143, stderr[-3000:]
+    meta = json.loads((workdir / "runs" / "term" / "run.json").read_text())
+    assert meta["status"] == "interrupted" and 0 < meta["step"] < 200_000
+    assert (workdir / "runs" / "term" / meta["last_checkpoint"]).exists()
+    time.sleep(1)
+    for pid in json.loads(status_file.read_text())["pids"]:
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text(), pid
