@@ -135,6 +135,12 @@ def main() -> None:
         "serial loop is the faster one here. Async collection pays off when the learner leaves a core idle "
         "(one torch thread, or more cores than the learner can use).",
         "",
+        "`sb3-dqn` is Stable-Baselines3's learner (its network, Adam and `DQN.train`) inside qagent's loop, so "
+        "the comparison isolates the learner. Pong runs on ale-py's vector env by default (`env.vectorization="
+        "auto`); the row with gymnasium's is within the noise of this shared machine, where repeated runs of one "
+        "command vary by about ±10%: gradient steps take most of the time, and ale-py's gain shows where stepping "
+        "dominates (many envs, docs/atari.md).",
+        "",
         f"Loop overhead of the serial run: its train time ({serial:.0f} s) / (stepping the envs alone with random "
         f"actions, {alone['env_seconds']:.0f} s + the same {alone['updates']:,} gradient steps alone, sampling "
         f"included, {alone['gradient_seconds']:.0f} s) = **{overhead:.2f}** (target ≤ 1.15).",

@@ -3,7 +3,8 @@
 Each entry trains a tiny run in the one loop, and then: its checkpoint loads back into an equal
 agent (``load_agent``); the run resumed from its halfway checkpoint (with the buffer) ends equal;
 export passes its parity check; the exported file, served through ``qagent.serve``, plays the
-same evaluation episodes as the checkpoint.
+same evaluation episodes as the checkpoint. Each entry also collects as a Ray actor would
+(``--actors``), in this process, into a learner's memory that it then learns from.
 
 The entries are read from the registries after plugin discovery, so a plugin (an installed
 entry point, or a file in ``QAGENT_PLUGINS`` when the suite starts) that registers a new entry
@@ -15,16 +16,20 @@ from __future__ import annotations
 import os
 import shutil
 
+import numpy as np
 import pytest
 import torch
 from conftest import EXAMPLE_PLUGIN, TINY_LOOP
 
+from qagent.agents.base import Span
 from qagent.config import load_config
+from qagent.envs.factory import make_vector_env
 from qagent.export import export_checkpoint
 from qagent.plugins import discovery
 from qagent.plugins.registries import AGENTS, EXPLORATIONS, GOAL_SPACES, NETWORKS, REGISTRIES
-from qagent.training.build import load_agent
+from qagent.training.build import build_agent, load_agent
 from qagent.training.checkpoint import load_checkpoint
+from qagent.training.distributed import ActorStreams, ActorWorker, apply_calls
 from qagent.training.evaluation import evaluate_checkpoint, evaluate_policy_file
 from qagent.training.loop import resume_training, start_training
 from qagent.training.runs import RunDir
@@ -160,3 +165,24 @@ def test_registered_entry_trains_resumes_exports_and_serves(kind, name, workdir)
     # a served act: the ONNX file through qagent.serve plays the checkpoint's episodes
     served = evaluate_policy_file(report.path, episodes=2, seed=5)
     assert served.returns == evaluate_checkpoint(str(straight.run_dir), episodes=2, seed=5).returns
+
+
+@pytest.mark.parametrize(("kind", "name"), ENTRIES, ids=[f"{k}:{n}" for k, n in ENTRIES])
+def test_registered_entry_collects_as_a_ray_actor(kind, name):
+    """What ``--actors`` runs in each Ray actor process, run here: its chunk fills the learner's memory,
+    at that actor's streams, and the agent learns from it (tests/test_distributed.py runs it on Ray)."""
+    discovery.load_plugins(PLUGINS)
+    preset, sets = SCENARIOS.get((kind, name)) or default_scenario(kind, name)
+    if kind == "goal-space":
+        sets = [*sets, f"agent.goal_space={name}"]
+    config = load_config(preset, [*sets, *COMMON])
+    n = config.env.num_envs
+    probe = make_vector_env(config.env, 1)
+    agent = build_agent(config, probe.single_observation_space, probe.single_action_space)
+    worker = ActorWorker(config.to_dict(), PLUGINS, 1, [0], agent.policy.weights(), 0, [])
+    chunk = worker.collect(-(-200 // n), 0)
+    memory = agent.make_memory(config, ActorStreams(probe, 2 * n), seed=0)
+    apply_calls(memory, chunk.calls, n, chunk.priorities)  # as the second of two actors
+    assert len(memory) == chunk.env_steps
+    metrics = agent.learn(memory, Span(0, chunk.env_steps, STEPS))
+    assert any(key.endswith("loss") and np.isfinite(value) for key, value in metrics.items()), metrics
