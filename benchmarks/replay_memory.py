@@ -2,7 +2,8 @@
 
 Compares qagent's replay buffer (each frame stored once) with storing whole stacks for obs and
 next_obs (Stable-Baselines3's ``ReplayBuffer``, with and without ``optimize_memory_usage``) for
-4x84x84 uint8 observations. Per-transition figures come from each buffer's arrays; then, when
+4x84x84 uint8 observations, and h-DQN's controller memory D1 (frames once, each transition's
+goal beside them) with the whole 5x84x84 controller inputs (frames and a goal mask) it stored before. Per-transition figures come from each buffer's arrays; then, when
 the machine has the memory, a real 1M-transition frame buffer is allocated, filled (so every
 page is touched) and sampled, and the process's resident memory is read before and after.
 
@@ -59,11 +60,29 @@ def per_transition() -> dict[str, float]:
             arrays.append(buffer.next_observations)
         return sum(a.nbytes for a in arrays)
 
+    hdqn_d1, hdqn_whole = hdqn_controller_memories(n)
     return {
         "qagent ReplayBuffer (each frame once)": frames.nbytes / n,
+        "qagent h-DQN controller memory D1 (frames once, goal beside them)": hdqn_d1,
+        "qagent h-DQN D1 before (whole controller inputs: frames + goal mask)": hdqn_whole,
         "Stable-Baselines3 ReplayBuffer": sb3_bytes(sb3) / n,
         "Stable-Baselines3 ReplayBuffer, optimize_memory_usage": sb3_bytes(sb3_lean) / n,
     }
+
+
+def hdqn_controller_memories(n: int) -> tuple[float, float]:
+    """h-DQN's D1 on Montezuma frames with goal masks: as stored now, and as whole 5x84x84 inputs."""
+    from qagent.agents.hdqn.memory import GoalReplay
+    from qagent.agents.replay.buffer import ReplayBuffer
+    from qagent.envs.goals import MontezumaRamGoals
+    from qagent.envs.spaces import describe_observation_space
+    from qagent.serve.goals import GoalEncoding
+
+    goals = MontezumaRamGoals(SPACE)
+    encoding = GoalEncoding("mask", describe_observation_space(SPACE), len(goals.goals), goals.masks())
+    d1 = GoalReplay(ReplayBuffer(n, SPACE, 0.99, stack=4), encoding)
+    whole = ReplayBuffer(n, gym.spaces.Box(0, 255, encoding.shape, np.uint8), 0.99)
+    return d1.nbytes / n, whole.nbytes / n
 
 
 def real_buffer(transitions: int) -> dict[str, float]:
@@ -105,7 +124,8 @@ def main() -> None:
     rows = [f"| {name} | {b:,.0f} | {b * 1e6 / GB:.2f} |" for name, b in sizes.items()]
     body = [
         "",
-        "Observations are 4 stacked 84x84 uint8 frames; 1M transitions would need:",
+        "Observations are 4 stacked 84x84 uint8 frames (h-DQN's controller adds a goal mask plane); "
+        "1M transitions would need:",
         "",
         "| buffer | bytes per transition | GB per 1M transitions |",
         "|---|---:|---:|",

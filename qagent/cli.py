@@ -448,7 +448,11 @@ def _print_sweep_result(result: Any) -> None:
 @click.argument("target", metavar="RUN_DIR|CHECKPOINT|POLICY.onnx")
 @click.option("--episodes", "-n", default=10, show_default=True, type=click.IntRange(min=1), help="Episodes to play.")
 @click.option(
-    "--epsilon", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Random-action probability."
+    "--epsilon",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0, 1),
+    help="Random-action probability (and random-goal, for h-DQN); 0.05 is the standard Atari protocol.",
 )
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Episode j starts from seed+j.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="JSON results [default: RUN_DIR/eval.json].")
@@ -503,7 +507,10 @@ def evaluate(
         )
     summary = result.summary()
     source = "onnx · " if target.endswith(".onnx") else ""
-    table = Table(title=f"{source}{result.extra['env']} · {result.extra['agent']} · step {result.extra['step']:,}")
+    table = Table(
+        title=f"{source}{result.extra['env']} · {result.extra['agent']} · step {result.extra['step']:,}",
+        caption=f"protocol: {result.protocol}",
+    )
     for column in ("episodes", "mean", "std", "min", "max", "median", "mean length"):
         table.add_column(column, justify="right")
     table.add_row(

@@ -89,7 +89,7 @@ def test_an_actor_worker_collects_chunks_in_process_for_hdqn():
     )
     chunk = worker.collect(100, 0)
     assert chunk.env_steps == 200 and chunk.index == 1
-    paths = {path for path, _, _ in chunk.calls}
+    paths = {call[0] for call in chunk.calls}
     assert paths == {("controller",), ("meta",)}
     memory = agent.make_memory(config, ActorStreams(envs, 4), seed=0)
     apply_calls(memory, chunk.calls, first_stream=2)

@@ -158,21 +158,25 @@ class Chain(gym.Env):
         return self.state, 0.1 * self.state, self.state == 4, self.t >= 12 and self.state != 4, {}
 
 
-def _stream(buffer) -> list[tuple]:
-    """(obs, action, reward, next_obs, terminated, truncated) in arrival order."""
+def _stream(memory) -> list[tuple]:
+    """(obs, action, reward, next_obs, terminated, truncated) in arrival order; D1's as the controller sees them."""
+    buffer = getattr(memory, "storage", memory)
     slots = np.flatnonzero(buffer.valid)
     slots = slots[np.argsort(buffer.transition_id[slots])]
     nxt = buffer._next(slots)
+    obs, next_obs = buffer.observations(slots), buffer.observations(nxt)
+    if buffer is not memory:  # D1 keeps raw observations and their goals
+        obs, next_obs = memory.inputs(obs, slots), memory.inputs(next_obs, slots)
     return [
         (
-            buffer.frames[s].copy(),
+            obs[k].copy(),
             int(buffer.action[s]),
             float(buffer.reward[s]),
-            buffer.frames[n].copy(),
+            next_obs[k].copy(),
             bool(buffer.terminated[s]),
             bool(buffer.truncated[s]),
         )
-        for s, n in zip(slots, nxt)
+        for k, (s, n) in enumerate(zip(slots, nxt))
     ]
 
 

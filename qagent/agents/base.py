@@ -101,6 +101,21 @@ class EvalActor(Protocol):
     def __call__(self, obs: np.ndarray, envs: Sequence[gym.Env]) -> np.ndarray:
         """Actions for ``obs`` (one row per env in ``envs``)."""
 
+    # Optional: ``explore(epsilon, rng)``, for actors with levels above the actions (h-DQN's goals),
+    # which then explore with the evaluation's epsilon too (the evaluator adds it to the actions);
+    # see :func:`explore_goals`.
+
+
+def explore_goals(actor: EvalActor, epsilon: float, seed: int) -> None:
+    """With ``epsilon > 0``, levels above the actions (h-DQN's goals) explore too, from their own generator.
+
+    The evaluation protocol's epsilon applies at every level; the goal level's draws come from
+    a generator of their own, so flat agents' evaluations are what they were.
+    """
+    explore = getattr(actor, "explore", None)
+    if explore is not None and epsilon > 0:
+        explore(epsilon, np.random.default_rng([seed, 1]))
+
 
 class GreedyActor:
     """The action with the highest Q-value; no state between steps."""

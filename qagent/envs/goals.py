@@ -40,6 +40,8 @@ class GoalSpace:
     """Per goal, clauses ``(index, low, high)`` on the goal input that all hold when it is reached."""
     requires: list[list[Clause]] = []
     """Per goal, clauses that must hold for the meta-controller to choose it (empty: none)."""
+    lives: ClassVar[int | None] = None
+    """The goal input's index of the game's lives counter (a drop ends the option as a failure); None: no lives."""
 
     def __init__(self, observation_space: gym.Space, **kwargs: Any) -> None:
         self.observation_space = observation_space
@@ -69,6 +71,7 @@ class GoalSpace:
             "input": self.input,
             "reached_when": [[list(c) for c in clauses] for clauses in self.reached_when],
             "requires": [[list(c) for c in clauses] for clauses in self.requires],
+            "lives": self.lives,
         }
 
     @staticmethod
@@ -142,6 +145,7 @@ class MiniGridObjectGoals(GoalSpace):
 # 210-line screen), the room at 3, the inventory bits at 65 (2: the key). Measured by placing
 # the player with ALE's setRAM and reading the screen (tests/test_hdqn.py replays it).
 MONTEZUMA_ROOM, MONTEZUMA_X, MONTEZUMA_Y, MONTEZUMA_INVENTORY = 3, 42, 43, 65
+MONTEZUMA_LIVES = 58  # lives left after this one (ALE's lives() - 1)
 HAS_KEY: Clause = (MONTEZUMA_INVENTORY, 2, 3)
 
 
@@ -172,6 +176,7 @@ class MontezumaRamGoals(GoalSpace):
     """
 
     input = "client"
+    lives = MONTEZUMA_LIVES
     ENTITIES: ClassVar[dict[str, list[Clause]]] = {
         "middle-ladder": _at((72, 82), (190, 194)),
         "rope": _at((108, 113), (196, 225)),

@@ -9,7 +9,14 @@ test in its metadata and :mod:`qagent.serve` runs it without the goal space's co
 - a goal is *reached* when all its clauses ``[index, low, high]`` hold, that is
   ``low <= x[index] <= high``;
 - a goal is *valid* (the meta-controller may pick it) when it is not reached and all its
-  ``requires`` clauses hold (a door that needs a key in the inventory).
+  ``requires`` clauses hold (a door that needs a key in the inventory);
+- ``"lives"`` (optional) is the goal input's index of the game's lives counter: a lost life
+  ends the option in progress as a failure.
+
+An option fails when it times out (``max_option_steps``) or a life is lost. A goal whose option
+timed out is barred from the meta-controller's next choices (:class:`FailedGoals`) until an
+option succeeds, a life is lost or ``retry_failed_after`` steps pass, so a greedy hierarchy
+cannot stall by choosing, again and again, a goal its controller cannot reach from where it is.
 
 The controller sees the observation with its goal (:class:`GoalEncoding`): a flat vector with
 the goal's one-hot code appended, or, for image observations, the image with goal planes
@@ -50,7 +57,11 @@ class GoalTest:
             raise ValueError("every goal needs at least one clause in 'reached_when'")
         self._reached = _clause_arrays(reached, self.n_goals)
         self._requires = _clause_arrays(description.get("requires") or [], self.n_goals)
-        self.input_size = 1 + max(int(i) for clauses in reached for i, _, _ in clauses)
+        lives = description.get("lives")
+        if lives is not None and not (isinstance(lives, int) and not isinstance(lives, bool) and lives >= 0):
+            raise ValueError(f"'lives' must be an index into the goal input, not {lives!r}")
+        self.lives_index: int | None = lives
+        self.input_size = 1 + max([int(i) for clauses in reached for i, _, _ in clauses] + [lives or 0])
 
     @staticmethod
     def _holds(arrays: tuple[np.ndarray, ...], x: np.ndarray, n_goals: int) -> np.ndarray:
@@ -75,6 +86,10 @@ class GoalTest:
     def reached(self, x: np.ndarray) -> np.ndarray:
         """``bool[n_goals]``: the goals reached in the state ``x`` describes."""
         return self._holds(self._reached, x, self.n_goals)
+
+    def lives(self, x: np.ndarray) -> float | None:
+        """The lives counter in the goal input (a drop is a lost life), or None for games without lives."""
+        return None if self.lives_index is None else float(x[self.lives_index])
 
     def valid(self, x: np.ndarray) -> np.ndarray:
         """``bool[n_goals]``: goals worth pursuing from ``x`` (all of them when none is)."""
@@ -184,36 +199,111 @@ class GoalEncoding:
         return np.zeros((batch, *self.shape), dtype=self.dtype)
 
 
-class GoalKeeper:
-    """One episode's current goal: kept until reached (or ``max_option_steps`` pass), then chosen anew.
+class FailedGoals:
+    """Goals whose option just timed out, barred from the meta-controller's choice until something changes.
 
-    The choice is the meta-controller's greedy goal among the valid ones; training, evaluation
-    and served sessions all step through this class, so they pick the same goals.
+    :param retry_after: steps after which a barred goal may be chosen again (None: only when
+        :meth:`clear` is called: an option succeeded, a life was lost, a new episode began).
     """
 
-    def __init__(self, test: GoalTest, max_option_steps: int | None = None) -> None:
+    def __init__(self, n_goals: int, retry_after: int | None = None) -> None:
+        self.retry_after = retry_after
+        self.failed_at = np.full(n_goals, -1, dtype=np.int64)  # the step each goal failed at, -1: not barred
+        self.steps = 0
+
+    def tick(self) -> None:
+        self.steps += 1
+
+    def fail(self, goal: int) -> None:
+        self.failed_at[goal] = self.steps
+
+    def clear(self) -> None:
+        self.failed_at[:] = -1
+
+    def barred(self) -> np.ndarray:
+        barred = self.failed_at >= 0
+        if self.retry_after is not None:
+            barred &= self.steps - self.failed_at < self.retry_after
+        return barred
+
+    def allowed(self, valid: np.ndarray) -> np.ndarray:
+        """The valid goals not barred; when every one is, the bars are lifted and a new round begins."""
+        ok = valid & ~self.barred()
+        if ok.any():
+            return ok
+        self.clear()
+        return valid
+
+    def state(self) -> tuple[list[int], int]:
+        return self.failed_at.tolist(), self.steps
+
+    def load_state(self, state: tuple[list[int], int]) -> None:
+        self.failed_at[:], self.steps = state[0], int(state[1])
+
+
+class GoalKeeper:
+    """One episode's current goal: kept until reached, a life is lost or ``max_option_steps`` pass.
+
+    The next goal is the meta-controller's greedy goal among the valid ones that did not just
+    fail (:class:`FailedGoals`), or a random one of those with probability ``epsilon``
+    (:meth:`explore`). Evaluation and served sessions step through this class, so they pick
+    the same goals; training's actor applies the same rules to its batch of envs.
+    """
+
+    def __init__(
+        self, test: GoalTest, max_option_steps: int | None = None, retry_failed_after: int | None = None
+    ) -> None:
         self.test = test
         self.max_option_steps = max_option_steps
+        self.failed = FailedGoals(test.n_goals, retry_failed_after)
         self.goal: int | None = None
         self.option_steps = 0
+        self.lives: float | None = None  # the lives counter at the previous step
+        self.epsilon = 0.0
+        self.rng: np.random.Generator | None = None
+
+    def explore(self, epsilon: float, rng: np.random.Generator) -> None:
+        """Choose a random allowed goal with probability ``epsilon`` (the evaluation protocol's)."""
+        self.epsilon, self.rng = float(epsilon), rng
 
     def reset(self) -> None:
-        """A new episode: no goal yet."""
-        self.goal, self.option_steps = None, 0
+        """A new episode: no goal yet, nothing barred."""
+        self.goal, self.option_steps, self.lives = None, 0, None
+        self.failed.clear()
 
-    def due(self, x: np.ndarray) -> bool:
-        """Whether the current option is over in the state whose goal input is ``x``."""
+    def _option_over(self, x: np.ndarray) -> bool:
+        """Whether the current option is over in the state whose goal input is ``x`` (and what it teaches)."""
+        lives, self.lives = self.lives, self.test.lives(x)
         if self.goal is None:
             return True
-        timed_out = self.max_option_steps is not None and self.option_steps >= self.max_option_steps
-        return timed_out or bool(self.test.reached(x)[self.goal])
+        if (lives is not None and self.lives is not None and self.lives < lives) or self.test.reached(x)[self.goal]:
+            self.failed.clear()  # a new situation: a life lost, or a goal reached
+            return True
+        if self.max_option_steps is not None and self.option_steps >= self.max_option_steps:
+            self.failed.fail(self.goal)
+            return True
+        return False
+
+    def _choose(self, meta_q: Any, x: np.ndarray) -> int:
+        allowed = self.failed.allowed(self.test.valid(x))
+        if self.epsilon > 0 and self.rng is not None and self.rng.random() < self.epsilon:
+            return int(self.rng.choice(np.flatnonzero(allowed)))
+        return choose_goal(np.asarray(meta_q()), allowed)
 
     def step(self, goal_input: Any, meta_q: Any) -> tuple[int, bool]:
         """The goal for this step and whether it was just chosen; ``meta_q()`` gives the meta Q-values."""
         x = self.test.check_input(goal_input)
-        chosen = self.due(x)
+        chosen = self._option_over(x)
         if chosen:
-            self.goal = choose_goal(np.asarray(meta_q()), self.test.valid(x))
+            self.goal = self._choose(meta_q, x)
             self.option_steps = 0
         self.option_steps += 1
+        self.failed.tick()
         return int(self.goal), chosen
+
+    def state(self) -> tuple[Any, ...]:
+        return self.goal, self.option_steps, self.lives, self.failed.state()
+
+    def load_state(self, state: tuple[Any, ...]) -> None:
+        self.goal, self.option_steps, self.lives, failed = state
+        self.failed.load_state(failed)

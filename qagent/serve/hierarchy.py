@@ -5,9 +5,11 @@ its goal, encoded as the metadata's ``hierarchy.goal_encoding`` says, see
 :mod:`qagent.serve.goals`) and returns ``q_values`` and ``action`` (the controller's) and
 ``meta_q_values``. A session keeps the current goal
 (:class:`GoalKeeper`): it asks the meta-controller for a new one when the goal test says the
-current one is reached. The test reads the *goal input*: the observation itself when the goal
-space says ``"input": "observation"``, else a vector the client sends as ``goal_input`` with
-each observation (for example the Atari RAM; docs/hdqn.md).
+current one is reached, when the option times out or a life is lost (the goals that just
+failed are barred from that choice; the session carries them). The test reads the *goal
+input*: the observation itself when the goal space says ``"input": "observation"``, else a
+vector the client sends as ``goal_input`` with each observation (for example the Atari RAM;
+docs/hdqn.md).
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ class HierarchicalPolicy(Policy, section="hierarchy"):
             raise fail(f"its metadata's hierarchy is not a goal space qagent.serve can run ({exc})") from None
         self.goals = self.test.goals
         self.n_goals = self.test.n_goals
-        steps = hierarchy.get("max_option_steps")
-        if steps is not None and not (isinstance(steps, int) and not isinstance(steps, bool) and steps > 0):
-            raise fail(f"its metadata's max_option_steps {steps!r} is not a positive integer")
-        self.max_option_steps: int | None = steps
+        for key in ("max_option_steps", "retry_failed_after"):
+            steps = hierarchy.get(key)
+            if steps is not None and not (isinstance(steps, int) and not isinstance(steps, bool) and steps > 0):
+                raise fail(f"its metadata's {key} {steps!r} is not a positive integer")
+        self.max_option_steps: int | None = hierarchy.get("max_option_steps")
+        self.retry_failed_after: int | None = hierarchy.get("retry_failed_after")
 
     def _check_graph(self, fail: Failure) -> None:
         super()._check_graph(fail)
@@ -116,7 +120,7 @@ class HierarchicalSession(PolicySession):
 
     def __init__(self, policy: HierarchicalPolicy) -> None:
         super().__init__(policy)
-        self.keeper = GoalKeeper(policy.test, policy.max_option_steps)
+        self.keeper = GoalKeeper(policy.test, policy.max_option_steps, policy.retry_failed_after)
         self.new_goal = False
 
     def reset(self) -> None:
@@ -138,10 +142,11 @@ class HierarchicalSession(PolicySession):
         return int(q_values.argmax()), q_values
 
     def snapshot(self) -> Any:
-        return super().snapshot(), self.keeper.goal, self.keeper.option_steps, self.new_goal
+        return super().snapshot(), self.keeper.state(), self.new_goal
 
     def restore(self, state: Any) -> None:
-        base, self.keeper.goal, self.keeper.option_steps, self.new_goal = state
+        base, keeper, self.new_goal = state
+        self.keeper.load_state(keeper)
         super().restore(base)
 
     @property

@@ -71,10 +71,11 @@ class MemoryRecorder:
             raise AttributeError(name)
         return MemoryRecorder((*self._path, name), self._log)
 
-    def add(self, *arrays: np.ndarray, envs: np.ndarray | None = None) -> None:
-        """Record one ``add`` (copied: the collector reuses its arrays)."""
+    def add(self, *arrays: np.ndarray, envs: np.ndarray | None = None, **named: np.ndarray | None) -> None:
+        """Record one ``add`` (copied: the collector reuses its arrays), with its named arrays (D1's goals)."""
         copied = tuple(np.array(a) for a in arrays)
-        self._log.append((self._path, copied, None if envs is None else np.array(envs)))
+        extra = {key: None if value is None else np.array(value) for key, value in named.items()}
+        self._log.append((self._path, copied, None if envs is None else np.array(envs), extra))
 
     def __len__(self) -> int:
         return 0
@@ -93,13 +94,13 @@ def apply_calls(
 
     :param priorities: per call, the initial priorities of its transitions (prioritized replay), or None.
     """
-    for k, (path, arrays, envs) in enumerate(calls):
+    for k, (path, arrays, envs, named) in enumerate(calls):
         target: Any = memory
         for name in path:
             target = getattr(target, name)
         rows = len(arrays[1])
         local = np.arange(rows) if envs is None else envs
-        slots, _ = target.add(*arrays, envs=first_stream + local)
+        slots, _ = target.add(*arrays, envs=first_stream + local, **named)
         if priorities is not None and priorities[k] is not None:
             target.update_priorities(slots, priorities[k])
 
@@ -111,7 +112,7 @@ def initial_priorities(policy: Policy, calls: list[tuple], gamma: float) -> list
     terminated, truncated)``); writes to parts of a memory (h-DQN's) get the learner's default,
     the largest priority so far. One forward pass covers the whole chunk.
     """
-    flat = [k for k, (path, _, _) in enumerate(calls) if path == ()]
+    flat = [k for k, call in enumerate(calls) if call[0] == ()]
     out: list[np.ndarray | None] = [None] * len(calls)
     if not flat:
         return out

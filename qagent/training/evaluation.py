@@ -14,10 +14,26 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from qagent.agents.base import EvalActor, GreedyActor
+from qagent.agents.base import EvalActor, GreedyActor, explore_goals
 from qagent.config import EnvConfig
-from qagent.envs.factory import make_vector_env
+from qagent.envs.atari import is_atari
+from qagent.envs.factory import gymnasium_spec, make_vector_env
 from qagent.training.results import EvalResult
+
+STANDARD_ATARI = {"epsilon": 0.05, "noop_max": 30, "max_frames": 108_000}
+"""The standard Atari evaluation protocol (Mnih et al. 2015; Machado et al. 2018): epsilon 0.05 (at
+every level of a hierarchy), up to 30 no-op starts, episodes capped at 108,000 emulator frames."""
+
+
+def describe_protocol(env_config: EnvConfig, epsilon: float) -> str:
+    """The evaluation protocol in words, for every table: its epsilon, and for Atari its starts and cap."""
+    exploring = "greedy (ε=0)" if epsilon == 0 else f"ε={epsilon:g}"
+    if not is_atari(gymnasium_spec(env_config.id)):
+        return exploring
+    atari = env_config.atari
+    settings = {"epsilon": epsilon, "noop_max": atari.noop_max, "max_frames": atari.max_frames}
+    name = "standard Atari" if settings == STANDARD_ATARI else exploring
+    return f"{name}: ε={epsilon:g}, up to {atari.noop_max} no-op starts, {atari.max_frames:,}-frame cap"
 
 
 class SessionActor:
@@ -33,10 +49,18 @@ class SessionActor:
         self.policy = policy
         self.goal_input = goal_input
         self.sessions: list[Any] = []
+        self.exploring: tuple[float, np.random.Generator] | None = None
+
+    def explore(self, epsilon: float, rng: np.random.Generator) -> None:
+        """Hierarchical sessions pick random goals with probability ``epsilon``."""
+        self.exploring = (epsilon, rng)
 
     def reset(self, mask: np.ndarray) -> None:
         if len(self.sessions) != len(mask):
             self.sessions = [self.policy.session() for _ in mask]
+            for session in self.sessions:
+                if self.exploring is not None and hasattr(session, "keeper"):
+                    session.keeper.explore(*self.exploring)
         for i in np.flatnonzero(mask):
             self.sessions[i].reset()
 
@@ -71,6 +95,7 @@ class Evaluator:
         envs = self._envs
         n_actions = int(envs.single_action_space.n)
         rng = np.random.default_rng(seed)
+        explore_goals(actor, epsilon, seed)
         returns = [0.0] * episodes
         lengths = [0] * episodes
         running = np.arange(k)  # episode index each env is playing, -1 when idle
@@ -99,7 +124,9 @@ class Evaluator:
                 next_obs[ended] = reset_obs[ended]
                 actor.reset(ended)
             obs = next_obs
-        return EvalResult(returns, lengths, seed=seed, epsilon=epsilon)
+        return EvalResult(
+            returns, lengths, seed=seed, epsilon=epsilon, protocol=describe_protocol(self.env_config, epsilon)
+        )
 
     def close(self) -> None:
         if self._envs is not None:

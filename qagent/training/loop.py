@@ -403,7 +403,13 @@ class Trainer:
         t0 = time.perf_counter()
         with self.agent.policy.evaluation_mode() as policy:
             result = self.evaluator.run(policy.evaluator(), episodes, self.eval_seed, self.config.eval.epsilon)
-        record = {"step": self.step, **result.summary(), "final": final, "seconds": time.perf_counter() - t0}
+        record = {
+            "step": self.step,
+            **result.summary(),
+            "protocol": result.protocol,
+            "final": final,
+            "seconds": time.perf_counter() - t0,
+        }
         self.last_eval = record
         self.run.append_evaluation(record)
         self.tracker.log_metrics(

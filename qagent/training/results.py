@@ -17,6 +17,8 @@ class EvalResult:
     seed: int = 0
     epsilon: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    protocol: str = ""
+    """The evaluation protocol in words (see :func:`qagent.training.evaluation.describe_protocol`)."""
 
     @property
     def mean(self) -> float:
@@ -44,6 +46,7 @@ class EvalResult:
             **self.summary(),
             "seed": self.seed,
             "epsilon": self.epsilon,
+            "protocol": self.protocol,
             "returns": [float(x) for x in self.returns],
             "lengths": [int(x) for x in self.lengths],
             **self.extra,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from qagent.agents.base import EvalActor
+from qagent.agents.base import EvalActor, explore_goals
 from qagent.config import EnvConfig
 from qagent.envs.factory import make_env
 from qagent.errors import ConfigError
@@ -52,6 +52,7 @@ def record_video(
         raise ConfigError("videos need imageio", hint="pip install 'qagent[video]'") from None
     env = make_env(env_config, training=False, render_mode="rgb_array")
     rng = np.random.default_rng(seed)
+    explore_goals(actor, epsilon, seed)
     n_actions = int(env.action_space.n)
     frames: list[np.ndarray] = []
     returns, lengths = [], []

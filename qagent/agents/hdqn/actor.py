@@ -1,12 +1,13 @@
 """h-DQN's actor: options in the envs, both levels' exploration, and what goes into D1 and D2.
 
 Per env step, in every env: an env without a goal asks the meta-controller for one (epsilon_2
-greedy over the goals the goal space allows); the controller acts epsilon_1-greedily on
+greedy over the goals the goal space allows, less those that just failed: see
+:class:`~qagent.serve.goals.FailedGoals`); the controller acts epsilon_1-greedily on
 ``(s, g)``; the internal critic pays ``intrinsic_reward`` if ``g`` is reached in ``s'`` (less
-``step_penalty``); D1 gets ``((s, g), a, r_int, (s', g))``, terminal when the goal is reached
-or the episode terminates. When the option ends (goal reached, episode over, or
-``max_option_steps``), D2 gets ``(s0, g, F, s_end)`` with ``F`` the extrinsic reward summed
-over the option, terminal when the episode terminated.
+``step_penalty``, and nothing when a life is lost); D1 gets ``((s, g), a, r_int, (s', g))``,
+terminal when the goal is reached, a life is lost or the episode terminates. When the option
+ends (those, a truncated episode, or ``max_option_steps``), D2 gets ``(s0, g, F, s_end)`` with
+``F`` the extrinsic reward summed over the option, terminal when the episode terminated.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 
 from qagent.agents.base import Actor, Transition
-from qagent.serve.goals import choose_goal
+from qagent.serve.goals import FailedGoals, choose_goal
 
 if TYPE_CHECKING:
     from qagent.agents.hdqn.config import HDQNConfig
@@ -132,7 +133,9 @@ class HierarchicalActor(Actor):
         discrete = observation.get("space") == "Discrete"
         self.visits = np.zeros((n, int(observation["n"]))) if discrete else None
         self.options_ended: list[tuple[int, bool]] = []  # (goal, reached) since the last metrics()
-        self._inputs = np.zeros(0)  # the controller's inputs of the step in progress
+        self.failed = [FailedGoals(len(self.goals), config.retry_failed_after) for _ in envs]
+        self.lives = np.full(n, np.nan)  # each env's lives counter (NaN: unknown, or no lives)
+        self._obs = np.zeros(0)  # the observations of the step in progress
 
     def _goal_inputs(self, obs: np.ndarray) -> list[np.ndarray]:
         space = self.policy.goal_space
@@ -144,9 +147,9 @@ class HierarchicalActor(Actor):
         epsilons = np.array([explore.controller_epsilon(step, int(g)) for g in self.goal])
         random_pick = explore.rng.random(n) < epsilons
         actions = explore.rng.integers(0, explore.n_actions, size=n)
-        self._inputs = self.policy.encoding(obs, self.goal)  # the controller's (s, g), reused for D1
+        self._obs = obs  # the step's observations, for D1
         if not random_pick.all():
-            greedy = self.policy.controller.q_values(self._inputs).argmax(axis=1)
+            greedy = self.policy.controller.q_values(self.policy.encoding(obs, self.goal)).argmax(axis=1)
             actions = np.where(random_pick, actions, greedy)
         return actions
 
@@ -158,7 +161,7 @@ class HierarchicalActor(Actor):
         for i in np.flatnonzero(self.goal < 0):
             x = test.check_input(space.goal_input(self.envs[i], obs[i]))
             meta_q = partial(self._meta_q, obs, i)
-            self.goal[i] = self.exploration.choose_goal(meta_q, test.valid(x), step)
+            self.goal[i] = self.exploration.choose_goal(meta_q, self.failed[i].allowed(test.valid(x)), step)
             self.option_start[i] = obs[i]
             self.option_return[i] = 0.0
             self.option_steps[i] = 0
@@ -169,8 +172,11 @@ class HierarchicalActor(Actor):
     def observe(self, step: Transition) -> None:
         _, actions, reward, next_obs, terminated, truncated = step
         cfg, test, n = self.config, self.policy.test, self.num_envs
-        x_next = self._goal_inputs(next_obs)
-        reached = np.array([test.reached(test.check_input(x_next[i]))[self.goal[i]] for i in range(n)])
+        x_next = [test.check_input(x) for x in self._goal_inputs(next_obs)]
+        lives = np.array([np.nan if test.lives_index is None else test.lives(x) for x in x_next])
+        lost_life = lives < self.lives  # False where either is NaN
+        self.lives = lives
+        reached = np.array([test.reached(x_next[i])[self.goal[i]] for i in range(n)]) & ~lost_life
         intrinsic = cfg.intrinsic_reward * reached - cfg.step_penalty  # the internal critic
         self.option_steps += 1
         self.option_return += reward
@@ -178,15 +184,23 @@ class HierarchicalActor(Actor):
         if self.visits is not None:
             self.visits[np.arange(n), np.asarray(next_obs, dtype=np.int64)] += 1
         timed_out = self.option_steps >= (cfg.max_option_steps or np.iinfo(np.int64).max)
-        option_terminal = reached | terminated
+        option_terminal = reached | lost_life | terminated
         self.memory.controller.add(
-            self._inputs,
+            self._obs,
             actions,
             intrinsic,
-            self.policy.encoding(next_obs, self.goal),
+            next_obs,
             option_terminal,
             (truncated | timed_out) & ~option_terminal,
+            goals=self.goal.copy(),
+            continues=~(terminated | truncated),
         )
+        for i in range(n):
+            self.failed[i].tick()
+            if reached[i] or lost_life[i]:
+                self.failed[i].clear()  # a new situation
+            elif timed_out[i]:
+                self.failed[i].fail(int(self.goal[i]))
         self._end_options(
             np.flatnonzero(option_terminal | truncated | timed_out), next_obs, reached, terminated, truncated
         )
@@ -224,6 +238,9 @@ class HierarchicalActor(Actor):
         return records
 
     def episodes_started(self, mask: np.ndarray, obs: np.ndarray) -> None:
+        for i in np.flatnonzero(mask):
+            self.failed[i].clear()
+            self.lives[i] = np.nan
         if self.visits is not None:
             self.visits[np.flatnonzero(mask), np.asarray(obs, dtype=np.int64)[mask]] += 1
 
@@ -262,6 +279,8 @@ class HierarchicalActor(Actor):
             "option_steps": self.option_steps.tolist(),
             "intrinsic_return": self.intrinsic_return.tolist(),
             "visits": None if self.visits is None else self.visits.tolist(),
+            "failed": [failed.state() for failed in self.failed],
+            "lives": self.lives.tolist(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -274,3 +293,7 @@ class HierarchicalActor(Actor):
         self.intrinsic_return[:] = state["intrinsic_return"]
         if self.visits is not None and state.get("visits") is not None:
             self.visits[:] = state["visits"]
+        for failed, saved in zip(self.failed, state.get("failed", []), strict=False):
+            failed.load_state(saved)
+        if "lives" in state:
+            self.lives[:] = state["lives"]

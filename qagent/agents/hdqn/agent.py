@@ -11,8 +11,10 @@ space (:mod:`qagent.envs.goals`) rather than being a kind of DQN:
   :class:`~qagent.serve.goals.GoalEncoding`, so any torso serves it) and learns from D1,
   one transition per step with the internal critic's reward (``intrinsic_reward`` when
   the goal is reached, minus ``step_penalty`` every step). An
-  option ends when its goal is reached (terminal for the controller), when the episode ends,
-  or after ``max_option_steps``.
+  option ends when its goal is reached (terminal for the controller), when a life is lost
+  (a failure: terminal, no intrinsic reward), when the episode ends, or after
+  ``max_option_steps`` (a failure that bars the goal from the next choices, see
+  :class:`~qagent.serve.goals.FailedGoals`).
 
 Each level is a :class:`DQNAgent` with its own config (double, dueling, noisy, optimizer,
 schedule), and each memory is a replay config (prioritized, n-step), so the Rainbow
@@ -34,13 +36,14 @@ from qagent.agents.dqn import DQNAgent
 from qagent.agents.exploration import ExplorationStrategy
 from qagent.agents.hdqn.actor import HDQNExploration, HierarchicalActor
 from qagent.agents.hdqn.config import HDQNConfig
-from qagent.agents.hdqn.memory import HierarchicalMemory
+from qagent.agents.hdqn.memory import GoalReplay, HierarchicalMemory
 from qagent.agents.hdqn.policy import HierarchicalModule, HierarchicalPolicy
 from qagent.agents.replay import make_replay
 from qagent.config import (
     NetworkConfig,
     RunConfig,
 )
+from qagent.envs.factory import frame_stack_of
 from qagent.envs.goals import GoalSpace
 from qagent.envs.spaces import describe_observation_space
 from qagent.errors import ConfigError
@@ -86,7 +89,12 @@ class HDQNAgent(Agent):
         self.meta = DQNAgent(config.meta, observation_space, gym.spaces.Discrete(self.n_goals), network_config, device)
         self.n_actions = self.controller.n_actions
         self.policy = HierarchicalPolicy(
-            self.meta.policy, self.controller.policy, self.encoding, self.goal_space, config.max_option_steps
+            self.meta.policy,
+            self.controller.policy,
+            self.encoding,
+            self.goal_space,
+            config.max_option_steps,
+            config.retry_failed_after,
         )
 
     def _goal_encoding(self, requested: str) -> GoalEncoding:
@@ -117,11 +125,12 @@ class HDQNAgent(Agent):
         return self.encoding(obs, goals)
 
     def make_memory(self, config: RunConfig, envs: gym.vector.VectorEnv, seed: int) -> HierarchicalMemory:
-        """D1 as the run's ``replay`` section says, D2 as ``agent.meta_replay`` says."""
+        """D1 as the run's ``replay`` section says (frames stored once, goals beside them), D2 as
+        ``agent.meta_replay`` says (whole observations: an option's start and end are not consecutive frames)."""
         c, n = self.config, envs.num_envs
-        d1 = make_replay(config.replay, self.controller_space, c.controller.gamma, n, seed)
+        frames = make_replay(config.replay, self.observation_space, c.controller.gamma, n, seed, frame_stack_of(envs))
         d2 = make_replay(c.meta_replay, self.observation_space, c.meta.gamma, n, seed + 7, section="agent.meta_replay")
-        return HierarchicalMemory(d1, d2)
+        return HierarchicalMemory(GoalReplay(frames, self.encoding), d2)
 
     def actor(
         self,
@@ -161,6 +170,7 @@ class HDQNAgent(Agent):
                 "goal_space": self.goal_description,
                 "goal_encoding": encoding.describe(),
                 "max_option_steps": self.config.max_option_steps,
+                "retry_failed_after": self.config.retry_failed_after,
             },
             "inputs": {"controller_obs": {"dtype": encoding.dtype.name, "shape": [-1, *encoding.shape]}},
             "outputs": {"meta_q_values": {"dtype": "float32", "shape": [-1, self.n_goals]}},

@@ -51,6 +51,9 @@ class HDQNConfig(AgentConfig):
     """Subtracted from the intrinsic reward on every step (0 in the paper)."""
     max_option_steps: PositiveInt | None = None
     """End an option that has not reached its goal after this many steps (None: only at the episode's end)."""
+    retry_failed_after: PositiveInt | None = None
+    """Steps a goal whose option timed out stays barred from the meta-controller's choices (None: until
+    an option succeeds, a life is lost or the episode ends); in training, evaluation and served sessions."""
     meta_epsilon: Annealing = Annealing()
     """The meta-controller's epsilon (epsilon_2), annealed after controller pre-training."""
     controller_epsilon: Literal["anneal", "success-rate"] = "anneal"

@@ -35,6 +35,7 @@ class HierarchicalPolicy:
         encoding: GoalEncoding,
         goal_space: GoalSpace,
         max_option_steps: int | None,
+        retry_failed_after: int | None = None,
     ) -> None:
         self.meta = meta
         self.controller = controller
@@ -42,6 +43,7 @@ class HierarchicalPolicy:
         self.goal_space = goal_space
         self.test: GoalTest = goal_space.test
         self.max_option_steps = max_option_steps
+        self.retry_failed_after = retry_failed_after
 
     def q_values(self, obs: np.ndarray) -> np.ndarray:
         """``float32[batch, n_goals]``: the meta-controller's."""
@@ -52,9 +54,12 @@ class HierarchicalPolicy:
         return self.controller.q_values(self.encoding(obs, goals))
 
     def evaluator(self) -> HierarchicalEvalActor:
-        """Greedy goals, each kept until reached (see :class:`GoalKeeper`), greedy actions."""
+        """Greedy goals, each kept until its option ends (see :class:`GoalKeeper`), greedy actions."""
         return HierarchicalEvalActor(
-            self.q_values, self.controller_q_values, self.goal_space, self.test, self.max_option_steps
+            self.q_values,
+            self.controller_q_values,
+            self.goal_space,
+            lambda: GoalKeeper(self.test, self.max_option_steps, self.retry_failed_after),
         )
 
     @contextlib.contextmanager
@@ -64,7 +69,12 @@ class HierarchicalPolicy:
 
     def copy(self) -> HierarchicalPolicy:
         return HierarchicalPolicy(
-            self.meta.copy(), self.controller.copy(), self.encoding, self.goal_space, self.max_option_steps
+            self.meta.copy(),
+            self.controller.copy(),
+            self.encoding,
+            self.goal_space,
+            self.max_option_steps,
+            self.retry_failed_after,
         )
 
     def weights(self) -> dict[str, Any]:
@@ -81,6 +91,7 @@ class HierarchicalEvalActor:
     :param meta_q: ``obs_batch -> q_BG``.
     :param controller_q: ``(obs_batch, goals) -> q_BA``.
     :param goal_space: reads each env's goal input.
+    :param keeper: a new env's goal keeper.
     """
 
     def __init__(
@@ -88,19 +99,26 @@ class HierarchicalEvalActor:
         meta_q: Callable[[np.ndarray], np.ndarray],
         controller_q: Callable[[np.ndarray, np.ndarray], np.ndarray],
         goal_space: GoalSpace,
-        test: GoalTest,
-        max_option_steps: int | None,
+        keeper: Callable[[], GoalKeeper],
     ) -> None:
         self.meta_q = meta_q
         self.controller_q = controller_q
         self.goal_space = goal_space
-        self.test = test
-        self.max_option_steps = max_option_steps
+        self.keeper = keeper
         self.keepers: list[GoalKeeper] = []
+        self.epsilon, self.rng = 0.0, np.random.default_rng(0)
+
+    def explore(self, epsilon: float, rng: np.random.Generator) -> None:
+        """Goals too are random with probability ``epsilon`` (the evaluation protocol's, at both levels)."""
+        self.epsilon, self.rng = epsilon, rng
+        for keeper in self.keepers:
+            keeper.explore(epsilon, rng)
 
     def reset(self, mask: np.ndarray) -> None:
         if len(self.keepers) != len(mask):
-            self.keepers = [GoalKeeper(self.test, self.max_option_steps) for _ in mask]
+            self.keepers = [self.keeper() for _ in mask]
+            for keeper in self.keepers:
+                keeper.explore(self.epsilon, self.rng)
         for i in np.flatnonzero(mask):
             self.keepers[i].reset()
 

@@ -75,7 +75,17 @@ class Batch:
 class Replay(Protocol):
     """What the training loop needs of a replay memory."""
 
-    def add(self, obs, action, reward, next_obs, terminated, truncated, envs=None) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    def add(
+        self,
+        obs: np.ndarray,
+        action: np.ndarray,
+        reward: np.ndarray,
+        next_obs: np.ndarray,
+        terminated: np.ndarray,
+        truncated: np.ndarray,
+        envs: np.ndarray | None = None,
+        continues: np.ndarray | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Store one transition per env; returns the slots of the new transitions and of fresh frames."""
 
     def sample_many(self, count: int, batch_size: int, progress: float = 0.0) -> Iterator[Batch]:
@@ -195,11 +205,16 @@ class ReplayBuffer:
         terminated: np.ndarray,
         truncated: np.ndarray,
         envs: np.ndarray | None = None,
+        continues: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Store one transition per env (leading env axis on every argument).
 
         :param envs: the streams the rows belong to, when only some envs add a transition
             (h-DQN's meta-controller, whose options end at different times); default all, in order.
+        :param continues: per row, whether the stream's observations go on after a transition that
+            terminated or was truncated (h-DQN's controller: an option ends, the game does not), so
+            the next transition starts from this one's next observation and frame stacks reach
+            back across it; default: an ending transition ends its stream's episode.
         :returns: the slots now holding the new transitions, and the slots of the fresh
             observations written after them (no transition starts there yet).
         """
@@ -223,7 +238,7 @@ class ReplayBuffer:
             pos = min(int(self.episode_pos[slot]) + 1, self.stack - 1)
             transition_slots[row] = slot
             fresh_slots[row] = self._write(i, next_obs[row], pos)  # the true next observation, also at an episode's end
-            if terminated[row] or truncated[row]:
+            if (terminated[row] or truncated[row]) and not (continues is not None and continues[row]):
                 self.in_episode[i] = False
         return transition_slots, fresh_slots
 

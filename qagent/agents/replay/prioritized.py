@@ -108,8 +108,10 @@ class PrioritizedReplay:
         self.sums.update(slots, scaled)
         self.mins.update(slots, np.where(priorities > 0, scaled, np.inf))
 
-    def add(self, *transition: np.ndarray, envs: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        transition_slots, fresh_slots = self.storage.add(*transition, envs=envs)
+    def add(
+        self, *transition: np.ndarray, envs: np.ndarray | None = None, continues: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        transition_slots, fresh_slots = self.storage.add(*transition, envs=envs, continues=continues)
         self._set(fresh_slots, np.zeros(len(fresh_slots)))  # no transition starts there yet
         self._set(transition_slots, np.full(len(transition_slots), self.max_priority))
         return transition_slots, fresh_slots
