@@ -138,8 +138,9 @@ class ShapingConfig(Section):
 class MiniGridConfig(Section):
     """Observations of MiniGrid games (ignored for other envs)."""
 
-    observation: Literal["flat", "image"] = "flat"
-    """``flat``: one-hot object type and state per cell, as a float32 vector; ``image``: the (3, H, W) uint8 grid."""
+    observation: Literal["flat", "onehot-image", "image"] = "flat"
+    """``flat``: one-hot object type and state per cell, as a float32 vector; ``onehot-image``: the same as
+    (15, H, W) uint8 planes, for a convolutional torso (``grid-cnn``); ``image``: the (3, H, W) uint8 grid."""
     fully_observable: bool = True
     """Observe the whole grid instead of the agent's 7x7 view."""
 

@@ -259,8 +259,8 @@ def test_hdqn_config_errors(workdir):
         resolve_config({}, ["agent.name=hdqn", "agent.meta.batch_size=64", "agent.meta_replay.capacity=50"])
     with pytest.raises(ConfigError, match="leaves no joint training"):
         resolve_config({}, ["agent.name=hdqn", "agent.pretrain_steps=50000", "train.total_steps=50000"])
-    with pytest.raises(ConfigError, match="unknown MiniGrid goal 'box'"):
-        MiniGridObjectGoals(gym.spaces.Discrete(3), goals=["key", "box"])
+    with pytest.raises(ConfigError, match="unknown MiniGrid goal 'chest'"):
+        MiniGridObjectGoals(gym.spaces.Discrete(3), goals=["key", "chest"])
     with pytest.raises(ConfigError, match="h-DQN collects serially"):  # refused with the config, before any run
         resolve_config({}, ["agent.name=hdqn", "env.id=stochastic-decision-process", "train.async_collection=true"])
     with pytest.raises(Exception, match="did you mean 'state-index'"):
@@ -306,7 +306,9 @@ def test_minigrid_objects_on_a_real_doorkey_game():
     goals = MiniGridObjectGoals(env.observation_space)
     obs, _ = env.reset(seed=3)
     grid = env.unwrapped
-    assert goals.goal_input(env, obs).tolist() == [0, 0, 0]
+    present = [1, 1, 1, 0, 0]  # DoorKey has a key, a door and a goal square; no ball, no box
+    assert goals.goal_input(env, obs).tolist() == [0, 0, 0, 0, 0, *present]
+    assert goals.test.valid(goals.goal_input(env, obs)).tolist() == [True, True, True, False, False]
     cells = {(c.type, i % grid.width, i // grid.width) for i, c in enumerate(grid.grid.grid) if c is not None}
     key = next((x, y) for t, x, y in cells if t == "key")
     door = next((x, y) for t, x, y in cells if t == "door")
@@ -324,13 +326,14 @@ def test_minigrid_objects_on_a_real_doorkey_game():
     face(key)
     obs, *_ = env.step(grid.actions.pickup)
     x = goals.goal_input(env, obs)
-    assert x.tolist() == [1, 0, 0] and goals.test.reached(x).tolist() == [True, False, False]
+    assert x.tolist() == [1, 0, 0, 0, 0, *present]  # the carried key still counts as the task's
+    assert goals.test.reached(x).tolist() == [True, False, False, False, False]
     face(door)
     obs, *_ = env.step(grid.actions.toggle)
-    assert goals.goal_input(env, obs).tolist() == [1, 1, 0]
+    assert goals.goal_input(env, obs).tolist() == [1, 1, 0, 0, 0, *present]
     face(goal_square)
     obs, reward, terminated, *_ = env.step(grid.actions.forward)
-    assert terminated and reward > 0 and goals.goal_input(env, obs).tolist() == [1, 1, 1]
+    assert terminated and reward > 0 and goals.goal_input(env, obs).tolist() == [1, 1, 1, 0, 0, *present]
 
 
 # ---------------------------------------------------------------------- learning, export, serving
@@ -467,7 +470,11 @@ def test_minigrid_hierarchy_trains_exports_and_needs_client_goal_inputs(tmp_path
     session = policy.session()
     with pytest.raises(InputError, match="send 'goal_input'"):
         session.act(obs)
-    assert 0 <= session.act(obs, goal_input=[0, 0, 0]) < 7 and session.goal in ("key", "door", "goal")
+    assert 0 <= session.act(obs, goal_input=[0, 0, 0, 0, 0, 1, 1, 1, 0, 0]) < 7 and session.goal in (
+        "key",
+        "door",
+        "goal",
+    )
     checked = run_qagent("eval", "mg.onnx", "-n", "2", cwd=tmp_path)
     from_checkpoint = run_qagent("eval", "runs/mg", "-n", "2", cwd=tmp_path)
     assert checked.returncode == 0 and from_checkpoint.returncode == 0

@@ -73,8 +73,18 @@ SCENARIOS: dict[tuple[str, str], tuple[str | None, list[str]]] = {
     ("exploration", "ucb"): (None, [*FLAT, "exploration.name=ucb", "exploration.decimals=1"]),
     ("network", "nature-cnn"): (None, [*ATARI, "network.name=nature-cnn"]),
     ("network", "impala-cnn"): (None, [*ATARI, "network.name=impala-cnn"]),
+    ("network", "grid-cnn"): (
+        None,
+        [
+            *(s for s in FLAT if not s.startswith("network.")),
+            *("env.id=MiniGrid-DoorKey-5x5-v0", "env.minigrid.observation=onehot-image", "network.name=grid-cnn"),
+        ],
+    ),
     ("goal-space", "state-index"): ("sdp-hdqn", HIERARCHY),
-    ("goal-space", "minigrid-objects"): ("doorkey-hdqn", [*HIERARCHY, "network.hidden_sizes=[32]", "env.num_envs=1"]),
+    ("goal-space", "minigrid-objects"): (
+        "minigrid-hdqn",
+        [*HIERARCHY, "env.id=MiniGrid-KeyCorridorS3R1-v0", "network.features=32", "env.num_envs=1"],
+    ),
     ("goal-space", "montezuma-ram"): (
         "montezuma-hdqn",
         [

@@ -107,36 +107,53 @@ class StateIndexGoals(GoalSpace):
         self.reached_when = [[(0, s, s)] for s in self.states]
 
 
-def _minigrid_state(env: gym.Env) -> tuple[bool, bool, bool]:
-    """(carrying a key, some door open, standing on the goal square) from a MiniGrid env's grid."""
+MINIGRID_OBJECTS = ("key", "door", "goal", "ball", "box")
+
+
+def _minigrid_state(env: gym.Env) -> np.ndarray:
+    """What the agent has done, then which objects the task has (carried ones count):
+    ``[has_key, doors_open, at_goal, has_ball, has_box, key, door, goal, ball, box]``."""
     grid_env = env.unwrapped
     carrying = getattr(grid_env, "carrying", None)
-    has_key = carrying is not None and carrying.type == "key"
-    door_open = any(
-        cell is not None and cell.type == "door" and cell.is_open for cell in grid_env.grid.grid if cell is not None
-    )
+    carried = carrying.type if carrying is not None else None
+    cells = [cell for cell in grid_env.grid.grid if cell is not None]
+    present = {cell.type for cell in cells} | ({carried} if carried else set())
+    doors = [cell for cell in cells if cell.type == "door"]
     here = grid_env.grid.get(*grid_env.agent_pos)
-    return has_key, door_open, here is not None and here.type == "goal"
+    done = [
+        carried == "key",
+        bool(doors) and all(door.is_open for door in doors),
+        here is not None and here.type == "goal",
+        carried == "ball",
+        carried == "box",
+    ]
+    return np.array(done + [name in present for name in MINIGRID_OBJECTS], dtype=np.uint8)
 
 
 @register_goal_space("minigrid-objects")
 class MiniGridObjectGoals(GoalSpace):
-    """MiniGrid's objects as goals: pick up the key, open the door, reach the goal square.
+    """MiniGrid's objects as goals: pick up the key, open the doors, reach the goal square, pick up
+    the ball or the box.
 
-    Read from the env's grid, so it works on any MiniGrid task with these objects
-    (DoorKey, KeyCorridor, ...). The goal input is ``[has_key, door_open, at_goal]``.
+    Read from the env's grid, so it works on any MiniGrid task with these objects (DoorKey,
+    KeyCorridor, UnlockPickup, MultiRoom, ...): a goal is chosen only in tasks that have its
+    object. The goal input is ``[has_key, doors_open, at_goal, has_ball, has_box]`` (``doors_open``:
+    every door of the grid is open), then whether the task has a key, a door, a goal square, a
+    ball and a box.
     """
 
     input = "client"
-    ALL: ClassVar[dict[str, int]] = {"key": 0, "door": 1, "goal": 2}
+    ALL: ClassVar[dict[str, int]] = {name: i for i, name in enumerate(MINIGRID_OBJECTS)}
 
     def __init__(self, observation_space: gym.Space, goals: list[str] | None = None) -> None:
         super().__init__(observation_space)
         self.goals = self.pick(goals, self.ALL, "MiniGrid")
         self.reached_when = [[(self.ALL[g], 1, 1)] for g in self.goals]
+        present = len(MINIGRID_OBJECTS)
+        self.requires = [[(present + self.ALL[g], 1, 1)] for g in self.goals]
 
     def goal_input(self, env: gym.Env, obs: Any) -> np.ndarray:
-        return np.array(_minigrid_state(env), dtype=np.uint8)
+        return _minigrid_state(env)
 
 
 # Montezuma's Revenge, first room, in the RAM's coordinates: player x at address 42 (the

@@ -1,11 +1,14 @@
 """MiniGrid games (``MiniGrid-*`` and ``BabyAI-*`` ids; the ``minigrid`` extra).
 
 MiniGrid observes a dict (an egocentric 7x7 view, a direction and a mission string), which a
-value network cannot take as it is. ``env.minigrid.observation`` picks one of two forms:
+value network cannot take as it is. MiniGrid's own wrappers (``FullyObsWrapper``,
+``ImgObsWrapper``) give the grid encoding; ``env.minigrid.observation`` then picks its form:
 
 - ``flat`` (default): each cell one-hot encoded (object type and state; the agent's cell
-  holds its direction), flattened to float32 -- small MLPs learn from it quickly;
-- ``image``: the ``(3, H, W)`` uint8 grid encoding (type, color, state), for a CNN torso.
+  holds its direction), flattened to float32 -- small MLPs learn from it quickly in small rooms;
+- ``onehot-image``: the same one-hot codes as ``(15, H, W)`` uint8 planes (255 = on), for a
+  convolutional torso (``grid-cnn``), whose weights do not grow with the room;
+- ``image``: the ``(3, H, W)`` uint8 grid encoding (type, color, state).
 
 ``env.minigrid.fully_observable`` (default) shows the whole grid instead of the agent's view.
 """
@@ -27,6 +30,13 @@ def is_minigrid(env_id: str) -> bool:
     return env_id.startswith(("MiniGrid-", "BabyAI-"))
 
 
+def one_hot_cells(observation: np.ndarray) -> np.ndarray:
+    """The grid encoding ``(H, W, 3)`` -> ``(H, W, 15)`` bool: each cell's object type and state, one-hot."""
+    types = np.eye(OBJECT_TYPES, dtype=bool)[observation[..., 0]]
+    states = np.eye(STATES, dtype=bool)[np.minimum(observation[..., 2], STATES - 1)]
+    return np.concatenate([types, states], axis=-1)
+
+
 class OneHotGrid(gym.ObservationWrapper):
     """The grid encoding ``(H, W, 3)`` -> float32 one-hot of object type and state per cell, flattened."""
 
@@ -35,13 +45,21 @@ class OneHotGrid(gym.ObservationWrapper):
         height, width, _ = env.observation_space.shape
         size = height * width * (OBJECT_TYPES + STATES)
         self.observation_space = gym.spaces.Box(0.0, 1.0, (size,), np.float32)
-        self._types = np.eye(OBJECT_TYPES, dtype=np.float32)
-        self._states = np.eye(STATES, dtype=np.float32)
 
     def observation(self, observation: np.ndarray) -> np.ndarray:
-        types = self._types[observation[..., 0]]
-        states = self._states[np.minimum(observation[..., 2], STATES - 1)]
-        return np.concatenate([types, states], axis=-1).reshape(-1)
+        return one_hot_cells(observation).reshape(-1).astype(np.float32)
+
+
+class OneHotImage(gym.ObservationWrapper):
+    """The grid encoding ``(H, W, 3)`` -> ``(15, H, W)`` uint8 one-hot planes (255 = on), channels first."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        height, width, _ = env.observation_space.shape
+        self.observation_space = gym.spaces.Box(0, 255, (OBJECT_TYPES + STATES, height, width), np.uint8)
+
+    def observation(self, observation: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(one_hot_cells(observation).transpose(2, 0, 1)).astype(np.uint8) * np.uint8(255)
 
 
 class ChannelsFirst(gym.ObservationWrapper):
@@ -63,4 +81,5 @@ def make_minigrid(env_id: str, config: MiniGridConfig, render_mode: str | None, 
     if config.fully_observable:
         env = FullyObsWrapper(env)
     env = ImgObsWrapper(env)
-    return OneHotGrid(env) if config.observation == "flat" else ChannelsFirst(env)
+    forms = {"flat": OneHotGrid, "onehot-image": OneHotImage, "image": ChannelsFirst}
+    return forms[config.observation](env)

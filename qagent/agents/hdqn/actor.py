@@ -60,23 +60,26 @@ class GoalStats:
 class HDQNExploration:
     """Both levels' exploration: epsilon_2 over goals, epsilon_1 over actions (annealed or per goal)."""
 
-    def __init__(self, config: HDQNConfig, n_goals: int, n_actions: int, seed: int) -> None:
+    def __init__(
+        self, config: HDQNConfig, n_goals: int, n_actions: int, seed: int, total_steps: int | None = None
+    ) -> None:
         self.config = config
         self.n_goals = n_goals
         self.n_actions = n_actions
+        self.total_steps = total_steps  # for schedules given as a fraction of the run
         self.rng = np.random.default_rng(seed)
         self.stats = GoalStats(n_goals, config.success_window)
 
     def meta_epsilon(self, step: int) -> float:
         """1 while the controller pre-trains, then annealed."""
         c = self.config
-        return 1.0 if step < c.pretrain_steps else c.meta_epsilon.at(step - c.pretrain_steps)
+        return 1.0 if step < c.pretrain_steps else c.meta_epsilon.at(step - c.pretrain_steps, self.total_steps)
 
     def controller_epsilon(self, step: int, goal: int) -> float:
         c = self.config
         if c.controller_epsilon == "success-rate":
             return self.stats.epsilon(goal, c.success_epsilon_min)
-        return c.controller_annealing.at(step)
+        return c.controller_annealing.at(step, self.total_steps)
 
     def choose_goal(self, meta_q: Any, valid: np.ndarray, step: int) -> int:
         """A random valid goal with probability epsilon_2, else the best valid one (``meta_q()`` is lazy)."""
@@ -90,7 +93,7 @@ class HDQNExploration:
     def metrics(self, step: int) -> dict[str, float]:
         out = {"epsilon": self.meta_epsilon(step)}
         if self.config.controller_epsilon == "anneal":
-            out["controller_epsilon"] = self.config.controller_annealing.at(step)
+            out["controller_epsilon"] = self.config.controller_annealing.at(step, self.total_steps)
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -140,8 +140,10 @@ class HDQNAgent(Agent):
         seed: int,
         policy: HierarchicalPolicy | None = None,
     ) -> HierarchicalActor:
-        """An actor with h-DQN's own exploration (the run's strategy does not apply; see ``check``)."""
-        own = HDQNExploration(self.config, self.n_goals, self.n_actions, seed)
+        """An actor with h-DQN's own exploration (the run's strategy does not apply, see ``check``, but
+        tells the run's length, for schedules given as fractions)."""
+        total_steps = getattr(exploration, "total_steps", None)
+        own = HDQNExploration(self.config, self.n_goals, self.n_actions, seed, total_steps)
         sub_envs = getattr(envs, "envs", None)
         if sub_envs is None:
             raise ConfigError("h-DQN reads goal inputs from each env", hint="use a SyncVectorEnv")

@@ -12,7 +12,7 @@ from qagent.plugins.registries import GOAL_SPACES
 
 
 class Annealing(Section):
-    """Epsilon annealed linearly from ``start`` to ``end`` over ``steps`` env steps."""
+    """Epsilon annealed linearly from ``start`` to ``end`` over ``steps`` env steps (or a ``fraction`` of the run)."""
 
     start: Probability = 1.0
     """Epsilon at the first step."""
@@ -20,9 +20,19 @@ class Annealing(Section):
     """Epsilon after the decay."""
     steps: PositiveInt = 50_000
     """Env steps over which epsilon decays (counted from the end of controller pre-training for the meta level)."""
+    fraction: Probability | None = None
+    """The decay's length as a fraction of ``train.total_steps`` instead of ``steps`` (a preset then scales
+    with the budget it is given)."""
 
-    def at(self, step: int) -> float:
-        return linear_schedule(max(step, 0), self.start, self.end, self.steps)
+    def duration(self, total_steps: int | None) -> int:
+        if self.fraction is None:
+            return self.steps
+        if total_steps is None:
+            raise ValueError("an epsilon schedule given as a fraction needs the run's train.total_steps")
+        return max(1, int(self.fraction * total_steps))
+
+    def at(self, step: int, total_steps: int | None = None) -> float:
+        return linear_schedule(max(step, 0), self.start, self.end, self.duration(total_steps))
 
 
 def _level(**overrides: Any) -> DQNConfig:

@@ -201,6 +201,40 @@ class ImpalaCNN(Torso):
         return torch.relu(self.fc(self.stacks(obs.float() * self.scale)))
 
 
+@register_network("grid-cnn")
+class GridCNN(Torso):
+    """A small convolutional torso for grid worlds (MiniGrid's ``onehot-image`` cells).
+
+    3x3 convolutions with padding: the first keeps the grid's size, each later one halves it, so a
+    25x25 room and a 5x5 one both end in a few cells of features. The filters are shared across
+    the grid, so what the controller learns about walking to an object in one place holds in every
+    other place, which a fully connected torso on the flat grid has to learn anew per cell.
+    """
+
+    class Config(NetworkConfig):
+        name: str = "grid-cnn"
+        channels: list[PositiveInt] = [32, 64, 64]
+        """Channels of each 3x3 convolution (the first at stride 1, the others at stride 2)."""
+        features: PositiveInt = 256
+        """Width of the fully connected layer after the convolutions."""
+
+    def __init__(self, observation_space: gym.Space, config: Config) -> None:
+        super().__init__()
+        shape = image_shape(observation_space, "grid-cnn")
+        self.scale = 1.0 / 255.0 if observation_space.dtype == np.uint8 else 1.0
+        layers: list[nn.Module] = []
+        previous = shape[0]
+        for i, channels in enumerate(config.channels):
+            layers += [nn.Conv2d(previous, channels, kernel_size=3, stride=1 if i == 0 else 2, padding=1), nn.ReLU()]
+            previous = channels
+        self.convs = nn.Sequential(*layers, nn.Flatten())
+        self.fc = nn.Linear(conv_output_dim(self.convs, shape), config.features)
+        self.output_dim = config.features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.fc(self.convs(obs.float() * self.scale)))
+
+
 class QNetwork(nn.Module):
     """A torso, then a head: ``obs -> q_BA``, one expected Q-value per action.
 
