@@ -1,4 +1,4 @@
-"""h-DQN against flat DQN: the paper's decision process and MiniGrid's DoorKey rooms.
+"""h-DQN against flat DQN: the paper's decision process, MiniGrid rooms and tasks, Montezuma's Revenge.
 
 ``--task sdp`` trains the ``sdp-hdqn`` and ``sdp-dqn`` presets for 12,000 episodes per seed
 (10 seeds) and reports the training average over the last 1,000 episodes (paper: about 0.13
@@ -6,13 +6,19 @@ for h-DQN, 0.01 for Q-learning) and a 5,000-episode greedy evaluation at the end
 is 0.208). ``--task doorkey-5x5`` / ``doorkey-6x6`` trains ``doorkey-hdqn`` and
 ``doorkey-dqn`` (and Stable-Baselines3's DQN with ``--agents hdqn dqn sb3-dqn``) and reports the greedy
 success rate every ``--eval-every`` steps and the first step at which it reaches 95%.
-``--task montezuma`` trains ``montezuma-hdqn`` and reports the greedy score, how often it gets
-the key, and the controller's success per goal.
+``--task keycorridor`` / ``unlockpickup`` / ``multiroom`` do the same with the one MiniGrid preset
+``minigrid-hdqn`` (and ``minigrid-dqn``) on tasks it was not tuned on, only ``--env`` changed.
+``--task montezuma`` trains ``montezuma-hdqn`` and evaluates its final checkpoint under both
+protocols (greedy; the standard Atari one: epsilon 0.05, no-op starts, the 108k-frame cap): the
+score, how often it gets the key, the episode length, and the controller's success per goal.
+Every evaluation's mean episode length is recorded, so stalls show. ``--keep-runs DIR`` keeps
+the runs (and the checkpoints the tables evaluated) instead of a temporary folder.
 
     python benchmarks/hdqn.py --task sdp --jobs 2
     python benchmarks/hdqn.py --task doorkey-5x5 --steps 200000 --results runs.jsonl
     python benchmarks/hdqn.py --task doorkey-5x5 --from-results runs.jsonl   # the table from saved results
-    python benchmarks/hdqn.py --task montezuma --agents hdqn --steps 2000000 --eval-every 250000
+    python benchmarks/hdqn.py --task keycorridor --agents hdqn dqn sb3-dqn --steps 2000000 --eval-every 100000
+    python benchmarks/hdqn.py --task montezuma --agents hdqn --steps 2000000 --eval-every 250000 --keep-runs runs/bench
     python benchmarks/hdqn.py --task montezuma --agents hdqn --set agent.controller_epsilon=anneal
 """
 
@@ -22,6 +28,7 @@ import argparse
 import csv
 import json
 import statistics
+import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -35,8 +42,15 @@ TASKS: dict[str, dict[str, Any]] = {
     "sdp": {"env": "stochastic-decision-process", "hdqn": "sdp-hdqn", "flat": "sdp-dqn", "seeds": 10},
     "doorkey-5x5": {"env": "MiniGrid-DoorKey-5x5-v0", "hdqn": "doorkey-hdqn", "flat": "doorkey-dqn", "seeds": 3},
     "doorkey-6x6": {"env": "MiniGrid-DoorKey-6x6-v0", "hdqn": "doorkey-hdqn", "flat": "doorkey-dqn", "seeds": 3},
+    "keycorridor": {"env": "MiniGrid-KeyCorridorS3R1-v0", "hdqn": "minigrid-hdqn", "flat": "minigrid-dqn", "seeds": 3},
+    "unlockpickup": {"env": "MiniGrid-UnlockPickup-v0", "hdqn": "minigrid-hdqn", "flat": "minigrid-dqn", "seeds": 3},
+    "multiroom": {"env": "MiniGrid-MultiRoom-N2-S4-v0", "hdqn": "minigrid-hdqn", "flat": "minigrid-dqn", "seeds": 3},
     "montezuma": {"env": "ALE/MontezumaRevenge-v5", "hdqn": "montezuma-hdqn", "flat": None, "seeds": 1},
 }
+MINIGRID_TASKS = ("keycorridor", "unlockpickup", "multiroom")
+PROTOCOLS = {"greedy": 0.0, "standard": 0.05}  # Montezuma's final checkpoint is evaluated under both
+MONTEZUMA_EVAL_EPISODES = 30
+KEY = 100  # Montezuma's first reward of the room: the key
 SDP_EPISODES = 12_000
 SDP_EVAL_EPISODES = 5_000
 SUCCESS = 0.95
@@ -75,17 +89,43 @@ def train(agent: str, seed: int, args: argparse.Namespace, root: Path) -> dict[s
         "reached_95": next(
             (e["step"] for e in evaluations if not e["final"] and e.get("success_rate", 0) >= SUCCESS), None
         ),
-        "evaluations": [(e["step"], round(e["mean"], 3), e.get("success_rate")) for e in evaluations],
+        "evaluations": [
+            (e["step"], round(e["mean"], 3), e.get("success_rate"), round(e.get("mean_length", 0), 1))
+            for e in evaluations
+        ],
+        "protocol": evaluations[-1].get("protocol"),
+        "final_length": evaluations[-1].get("mean_length"),
         "train_seconds": meta["train_seconds"],
         "wall_seconds": done["wall_seconds"],
         "goals": meta.get("goals"),
         "scoring": scoring_episodes(rows),
     }
+    if args.task == "montezuma":
+        result["protocols"] = {name: evaluate_protocol(run, epsilon, seed) for name, epsilon in PROTOCOLS.items()}
+        result["checkpoint"] = str(run / meta["last_checkpoint"])
     print(f"{args.task} {name}: {json.dumps({k: v for k, v in result.items() if k != 'evaluations'})}", flush=True)
     if args.results:
         with open(args.results, "a") as f:
             f.write(json.dumps({"task": args.task, **result}) + "\n")
     return result
+
+
+def evaluate_protocol(run: Path, epsilon: float, seed: int) -> dict[str, Any]:
+    """``qagent eval`` of a run's final checkpoint with ``epsilon`` at both levels: score, key rate, length."""
+    out = run / f"eval-epsilon-{epsilon:g}.json"
+    cmd = [sys.executable, "-m", "qagent", "eval", str(run), "-n", str(MONTEZUMA_EVAL_EPISODES)]
+    cmd += ["--epsilon", str(epsilon), "--seed", str(1000 + seed), "-o", str(out)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    result = json.loads(out.read_text())
+    returns = result["returns"]
+    return {
+        "protocol": result["protocol"],
+        "episodes": len(returns),
+        "mean": result["mean"],
+        "key_rate": sum(r >= KEY for r in returns) / len(returns),
+        "mean_length": result["mean_length"],
+        "step": result["step"],
+    }
 
 
 def scoring_episodes(rows: list[dict[str, str]], window: int = 100_000) -> dict[str, Any]:
@@ -142,7 +182,7 @@ def sdp_table(results: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def doorkey_table(results: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
+def minigrid_table(results: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
     agents = list(dict.fromkeys(r["agent"] for r in results))
     rows = []
     for agent in agents:
@@ -152,8 +192,10 @@ def doorkey_table(results: list[dict[str, Any]], args: argparse.Namespace) -> li
             f"{statistics.median(reached):,.0f} ({len(reached)}/{len(runs)})" if reached else f"never (0/{len(runs)})"
         )
         finals = [r["final_success"] for r in runs]
+        lengths = [r["final_length"] for r in runs if r.get("final_length") is not None]
         rows.append(
             f"| {agent} | {first} | {statistics.mean(finals):.0%} ({min(finals):.0%}–{max(finals):.0%}) "
+            f"| {f'{statistics.mean(lengths):.0f}' if lengths else '–'} "
             f"| {' / '.join(f'{n:,}' for n in sorted({r['steps'] for r in runs}))} "
             f"| {statistics.mean(r['train_seconds'] for r in runs):.0f} |"
         )
@@ -165,15 +207,28 @@ def doorkey_table(results: list[dict[str, Any]], args: argparse.Namespace) -> li
             values = [e[2] for r in results if r["agent"] == agent for e in r["evaluations"] if e[0] == step]
             cells.append(f"{statistics.mean(values):.0%}" if values else "")
         curve_rows.append(f"| {step:,} | " + " | ".join(cells) + " |")
+    if args.task in MINIGRID_TASKS:
+        about = (
+            "Target (issue 14): h-DQN ≥ 90% within 2M env steps on each task, 3 seeds, with the one preset "
+            "`minigrid-hdqn` and only `--env` changed. `hdqn` (`minigrid-hdqn`) and `dqn` (`minigrid-dqn`) step "
+            "4 envs with the same one-hot planes, `grid-cnn` torso, learning rate and epsilon schedule"
+        )
+    else:
+        about = (
+            "Target (issue 6): h-DQN ≥ 95% within 1M env steps, flat DQN far below. `hdqn` and `dqn` step 4 envs "
+            "with the same one-hot grid observation, network, learning rate and epsilon schedule"
+        )
+    protocols = sorted({r.get("protocol") or "greedy (ε=0)" for r in results})
     return [
-        f"Greedy success rate (episodes that reach the goal square) over {len(set(r['seed'] for r in results))} "
-        f"seeds, evaluated every {args.eval_every:,} env steps (50 episodes) and at the end (200 episodes). "
-        "Target (issue 6): h-DQN ≥ 95% within 1M env steps, flat DQN far below. `hdqn` and `dqn` step 4 envs "
-        "with the same one-hot grid observation, network, learning rate and epsilon schedule; `sb3-dqn` is "
-        "Stable-Baselines3's DQN learner in qagent's loop (`qagent train`), same env and settings, one env.",
+        f"Success rate (episodes with a positive return: the task done) over {len(set(r['seed'] for r in results))} "
+        f"seeds, evaluated every {args.eval_every:,} env steps (50 episodes) and at the end (200 episodes); "
+        f"protocol: {', '.join(protocols)}. {about}; `sb3-dqn` is Stable-Baselines3's DQN learner in qagent's "
+        "loop (`qagent train`), same env and settings, one env. Episode length: the final evaluation's mean "
+        "(a stalled policy runs to the env's step limit).",
         "",
-        "| agent | env steps to 95% success (median, seeds) | final success (min–max) | env steps | train time (s) |",
-        "|---|---:|---:|---:|---:|",
+        "| agent | env steps to 95% success (median, seeds) | final success (min–max) | final episode length "
+        "| env steps | train time (s) |",
+        "|---|---:|---:|---:|---:|---:|",
         *rows,
         "",
         "<details><summary>Success curve (mean over the seeds evaluated at each step)</summary>",
@@ -200,23 +255,34 @@ def montezuma_table(results: list[dict[str, Any]]) -> list[str]:
             if scoring["episodes"]
             else "0"
         )
-        during = [mean for _, mean, _ in r["evaluations"]]
+        during = [e[1] for e in r["evaluations"]]
+        cells = []
+        for name in PROTOCOLS:
+            p = (r.get("protocols") or {}).get(name)
+            cells.append(f"{p['mean']:.1f} / {p['key_rate']:.0%} / {p['mean_length']:,.0f}" if p else "–")
         rows.append(
-            f"| {r['seed']} | {settings} | {r['steps']:,} | {lives} | {max(during):.0f} ({len(during)} evaluations) "
-            f"| {r['final_mean']:.1f} | {r['final_success']:.0%} | {rates} | {r['train_seconds'] / 60:.0f} |"
+            f"| {r['seed']} | {settings} | {r['steps']:,} | {lives} | {max(during):.0f} ({len(during)}) "
+            f"| {' | '.join(cells)} | {rates} | {r['train_seconds'] / 60:.0f} |"
         )
+    kept = [r["checkpoint"] for r in results if r.get("checkpoint")]
     return [
         "Training lives with the key: training episodes (a lost life ends one) with a positive score (the "
-        "key, +100, is the first reward of the room), in all and in the best 100k-step window. Greedy "
-        "evaluations: the best mean score of the 10-episode evaluations every 250k steps and the final one. Final: 20 greedy "
-        "episodes at the end; key: the share of those with a positive score. Goal success: each goal's last "
-        "100 attempts by the controller at the end of training (ε-greedy). Target (issue 6): the key in at "
-        "least half of the evaluation episodes.",
+        "key, +100, is the first reward of the room), in all and in the best 100k-step window. Evaluations "
+        "during training: the best mean score of the periodic evaluations (the run's `eval.epsilon`; the "
+        "preset's is the standard protocol) and how many there were. The final checkpoint is then evaluated "
+        f"with `qagent eval` over {MONTEZUMA_EVAL_EPISODES} episodes under two protocols: greedy (ε = 0 at both "
+        "levels) and the standard Atari protocol (ε = 0.05 at both levels, up to 30 no-op starts, the "
+        "108,000-frame cap: 27,000 steps); each cell is mean score / episodes with the key / mean episode "
+        "length in steps (27,000: the episodes stall at the cap). Goal success: each goal's last 100 attempts "
+        "by the controller at the end of training (ε-greedy). Target (issue 14): the key in at least half of "
+        "the episodes under the standard protocol and a mean score ≥ 400, within 10M env steps.",
         "",
-        "| seed | settings | env steps | training lives with the key (best window) | best greedy evaluation "
-        "| final score | key | controller success per goal | train time (min) |",
+        "| seed | settings | env steps | training lives with the key (best window) | best evaluation in training "
+        "| greedy: score / key / length | standard: score / key / length | controller success per goal "
+        "| train time (min) |",
         "|---:|---|---:|---:|---:|---:|---:|---|---:|",
         *rows,
+        *(["", "Checkpoints evaluated: " + ", ".join(f"`{c}`" for c in kept)] if kept else []),
     ]
 
 
@@ -233,6 +299,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--results", help="also append each run's result to this JSON-lines file")
     parser.add_argument("--from-results", nargs="+", metavar="FILE", help="build the table from saved results")
+    parser.add_argument("--keep-runs", metavar="DIR", help="write the runs here (kept) instead of a temporary folder")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     seeds = args.seeds or list(range(TASKS[args.task]["seeds"]))
@@ -245,7 +312,8 @@ def main() -> None:
     else:
         jobs = [(agent, seed) for agent in args.agents for seed in seeds]
         with tempfile.TemporaryDirectory() as tmp, ThreadPoolExecutor(args.jobs) as pool:
-            results = list(pool.map(lambda job: train(*job, args, Path(tmp)), jobs))
+            root = Path(args.keep_runs).resolve() if args.keep_runs else Path(tmp)
+            results = list(pool.map(lambda job: train(*job, args, root), jobs))
 
     env = TASKS[args.task]["env"]
     if args.task == "sdp":
@@ -253,7 +321,7 @@ def main() -> None:
     elif args.task == "montezuma":
         body = montezuma_table(results)
     else:
-        body = doorkey_table(results, args)
+        body = minigrid_table(results, args)
     if args.from_results:
         body.append(
             "\nThe runs were made with `python benchmarks/hdqn.py --task TASK --results FILE` (DoorKey with "
