@@ -60,7 +60,6 @@ class Corridor(gym.Env):
         return self._obs(), reward, done, self.t >= 40 and not done, {}
 
 
-@register_goal_space("corridor-ends")
 class CorridorGoals(GoalSpace):
     """Reach the right end (6) or the square next to the pit (1); the lives counter is the input's second entry."""
 
@@ -72,12 +71,15 @@ class CorridorGoals(GoalSpace):
         self.reached_when = [[(0, RIGHT_END, RIGHT_END)], [(0, 1, 1)]]
 
 
-register_env("corridor", Corridor)
+def _register() -> None:
+    """At run time, not at import: the registry tests enumerate what collection registered."""
+    register_env("lives-corridor", Corridor)
+    register_goal_space("lives-corridor-ends")(CorridorGoals)
 
 CORRIDOR = [
-    "env.id=corridor",
+    "env.id=lives-corridor",
     "agent.name=hdqn",
-    "agent.goal_space=corridor-ends",
+    "agent.goal_space=lives-corridor-ends",
     "agent.max_option_steps=2",
     "agent.step_penalty=0.1",
     "agent.meta_epsilon.start=0.0",
@@ -97,6 +99,7 @@ def _prefer(agent, goal: int) -> None:
 
 
 def _collect(overrides: list[str], steps: int):
+    _register()
     config = resolve_config({}, [*CORRIDOR, *overrides])
     envs = make_vector_env(config.env, 2)
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space)
@@ -272,6 +275,7 @@ def test_goal_keeper_epsilon_picks_random_allowed_goals():
 
 @pytest.fixture(scope="module")
 def corridor_run(tmp_path_factory):
+    _register()
     root = tmp_path_factory.mktemp("corridor")
     import os
 
