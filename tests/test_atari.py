@@ -191,3 +191,34 @@ def test_a_resumed_collector_replays_atari_episodes_to_their_saved_state(recwarn
         warnings.simplefilter("error")  # "did not replay to its saved state" fails the test
         b.load_state_dict(a.state_dict())
     assert np.array_equal(b.obs, a.obs)
+
+
+@pytest.mark.parametrize("preset", ["breakout-dqn", "pong-dqn", "montezuma-hdqn"])
+def test_atari_presets_evaluate_under_the_standard_protocol(preset):
+    from qagent.config import load_config
+    from qagent.training.evaluation import describe_protocol
+
+    config = load_config(preset, [])
+    assert config.eval.epsilon == 0.05
+    assert describe_protocol(config.env, config.eval.epsilon) == (
+        "standard Atari: ε=0.05, up to 30 no-op starts, 108,000-frame cap"
+    )
+    assert describe_protocol(config.env, 0.0).startswith("greedy (ε=0): ")
+    assert describe_protocol(EnvConfig(id="CartPole-v1"), 0.0) == "greedy (ε=0)"
+
+
+def test_a_policy_that_never_fires_cannot_hold_a_standard_evaluation_at_the_frame_cap():
+    """Breakout waits for FIRE after a lost life: a greedy NOOP policy would play to the 27,000-step
+    cap; the standard protocol's random actions press FIRE, so the game ends long before it."""
+    from qagent.agents.base import GreedyActor
+    from qagent.config import load_config
+    from qagent.training.evaluation import Evaluator
+
+    config = load_config("breakout-dqn", [])
+    noop_first = GreedyActor(lambda obs: np.tile(np.array([1.0, 0, 0, 0]), (len(obs), 1)))
+    evaluator = Evaluator(config.env, 1)
+    try:
+        result = evaluator.run(noop_first, 1, seed=0, epsilon=config.eval.epsilon)
+    finally:
+        evaluator.close()
+    assert result.lengths[0] < 5_000 and result.protocol.startswith("standard Atari")

@@ -76,6 +76,7 @@ def _register() -> None:
     register_env("lives-corridor", Corridor)
     register_goal_space("lives-corridor-ends")(CorridorGoals)
 
+
 CORRIDOR = [
     "env.id=lives-corridor",
     "agent.name=hdqn",
