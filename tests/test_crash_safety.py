@@ -158,11 +158,17 @@ def test_a_kill_during_the_records_rewrite_leaves_the_old_or_the_new_records(tmp
     old = {path: path.read_bytes() for path in (run.episodes_path, run.evaluations_path)}
     all_steps, kept_steps = [1000 * i for i in range(1, 2001)], [1000 * i for i in range(1, 1001)]
     rewrite = f"from qagent.training.runs import RunDir; RunDir({str(tmp_path)!r}).truncate_records(1_000_000)"
+    # Time one whole rewrite first, so the kills land within its span however loaded the machine is.
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", rewrite], check=True)
+    span = time.perf_counter() - started
+    for path, data in old.items():
+        path.write_bytes(data)
     rng = random.Random(5)
     outcomes = set()
     for _ in range(10):
         proc = subprocess.Popen([sys.executable, "-c", rewrite])
-        time.sleep(rng.uniform(0.05, 0.9))
+        time.sleep(rng.uniform(0.05, 1.2) * span)
         proc.kill()
         proc.wait()
         episodes = run.episodes()
