@@ -193,7 +193,7 @@ def test_a_resumed_collector_replays_atari_episodes_to_their_saved_state(recwarn
     assert np.array_equal(b.obs, a.obs)
 
 
-@pytest.mark.parametrize("preset", ["breakout-dqn", "pong-dqn", "montezuma-hdqn"])
+@pytest.mark.parametrize("preset", ["breakout-dqn", "pong-dqn", "montezuma-hdqn", "montezuma-hdqn-pixels"])
 def test_atari_presets_evaluate_under_the_standard_protocol(preset):
     from qagent.config import load_config
     from qagent.training.evaluation import describe_protocol
