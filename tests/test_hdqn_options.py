@@ -263,6 +263,24 @@ def test_goal_keeper_bars_failed_goals_until_something_changes():
     assert failed.allowed(np.array([True, True])).tolist() == [True, True]
 
 
+def test_goal_inputs_must_reach_every_clause_the_test_reads():
+    """``requires`` clauses may read past every ``reached_when`` index (minigrid-objects' presence bits)."""
+    test = GoalTest({"goals": ["a"], "reached_when": [[(0, 1, 1)]], "requires": [[(9, 1, 1)]], "lives": 4})
+    assert test.input_size == 10
+    with pytest.raises(ValueError, match="at least 10 numbers"):
+        test.check_input([0, 0, 0])
+    with pytest.raises(ValueError, match="'lives' must be an index"):
+        GoalTest({"goals": ["a"], "reached_when": [[(0, 1, 1)]], "lives": -1})
+
+
+def test_training_reads_the_lives_counter_when_an_episode_starts(workdir):
+    agent, memory, actor = _collect([], 5)
+    actor.lives[:] = np.nan
+    obs = np.array([[START, 3], [START, 2]], dtype=np.float32)
+    actor.episodes_started(np.array([True, True]), obs)
+    assert actor.lives.tolist() == [3.0, 2.0]  # each reset's goal input: a life lost at once then counts
+
+
 def test_goal_keeper_epsilon_picks_random_allowed_goals():
     test = GoalTest({"goals": ["a", "b", "c"], "reached_when": [[(0, 1, 1)], [(0, 2, 2)], [(0, 3, 3)]]})
     keeper = GoalKeeper(test, max_option_steps=1)
@@ -323,3 +341,5 @@ def test_evaluation_epsilon_reaches_the_goal_level(corridor_run):
         actor.reset(np.ones(3, dtype=bool))
         keepers = getattr(actor, "keepers", None) or [session.keeper for session in actor.sessions]
         assert [k.epsilon for k in keepers] == [0.5] * 3 and keepers[0].rng is keepers[2].rng
+        explore_goals(actor, 0.0, seed=0)  # a greedy evaluation after it is greedy at the goal level too
+        assert [k.epsilon for k in keepers] == [0.0] * 3

@@ -107,13 +107,13 @@ class EvalActor(Protocol):
 
 
 def explore_goals(actor: EvalActor, epsilon: float, seed: int) -> None:
-    """With ``epsilon > 0``, levels above the actions (h-DQN's goals) explore too, from their own generator.
+    """Levels above the actions (h-DQN's goals) explore with ``epsilon`` too, from their own generator.
 
     The evaluation protocol's epsilon applies at every level; the goal level's draws come from
     a generator of their own, so flat agents' evaluations are what they were.
     """
     explore = getattr(actor, "explore", None)
-    if explore is not None and epsilon > 0:
+    if explore is not None:
         explore(epsilon, np.random.default_rng([seed, 1]))
 
 

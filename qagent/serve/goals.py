@@ -61,7 +61,9 @@ class GoalTest:
         if lives is not None and not (isinstance(lives, int) and not isinstance(lives, bool) and lives >= 0):
             raise ValueError(f"'lives' must be an index into the goal input, not {lives!r}")
         self.lives_index: int | None = lives
-        self.input_size = 1 + max([int(i) for clauses in reached for i, _, _ in clauses] + [lives or 0])
+        requires = description.get("requires") or []
+        indices = [int(i) for clauses in [*reached, *requires] for i, _, _ in clauses]
+        self.input_size = 1 + max([*indices, lives or 0])
 
     @staticmethod
     def _holds(arrays: tuple[np.ndarray, ...], x: np.ndarray, n_goals: int) -> np.ndarray:

@@ -21,19 +21,25 @@ from qagent.envs.factory import gymnasium_spec, make_vector_env
 from qagent.training.results import EvalResult
 
 STANDARD_ATARI = {"epsilon": 0.05, "noop_max": 30, "max_frames": 108_000}
-"""The standard Atari evaluation protocol (Mnih et al. 2015; Machado et al. 2018): epsilon 0.05 (at
-every level of a hierarchy), up to 30 no-op starts, episodes capped at 108,000 emulator frames."""
+"""The standard Atari evaluation protocol: epsilon 0.05 (at every level of a hierarchy), up to 30
+no-op starts, episodes capped at 108,000 emulator frames (30 minutes of play)."""
 
 
 def describe_protocol(env_config: EnvConfig, epsilon: float) -> str:
-    """The evaluation protocol in words, for every table: its epsilon, and for Atari its starts and cap."""
+    """The evaluation protocol in words, for every table: its epsilon, and for Atari its starts, cap and
+    sticky actions (which the standard protocol leaves to the env: 0.25 for ``ALE/*-v5`` ids)."""
     exploring = "greedy (ε=0)" if epsilon == 0 else f"ε={epsilon:g}"
     if not is_atari(gymnasium_spec(env_config.id)):
         return exploring
     atari = env_config.atari
+    sticky = atari.sticky_actions
+    if sticky is None:
+        sticky = 0.25 if env_config.id.startswith("ALE/") else 0.0
     settings = {"epsilon": epsilon, "noop_max": atari.noop_max, "max_frames": atari.max_frames}
-    name = "standard Atari" if settings == STANDARD_ATARI else exploring
-    return f"{name}: ε={epsilon:g}, up to {atari.noop_max} no-op starts, {atari.max_frames:,}-frame cap"
+    details = f"up to {atari.noop_max} no-op starts, {atari.max_frames:,}-frame cap, sticky actions {sticky:g}"
+    if settings == STANDARD_ATARI:
+        return f"standard Atari: ε={epsilon:g}, {details}"
+    return f"{exploring}, {details}"
 
 
 class SessionActor:
@@ -54,6 +60,9 @@ class SessionActor:
     def explore(self, epsilon: float, rng: np.random.Generator) -> None:
         """Hierarchical sessions pick random goals with probability ``epsilon``."""
         self.exploring = (epsilon, rng)
+        for session in self.sessions:
+            if hasattr(session, "keeper"):
+                session.keeper.explore(epsilon, rng)
 
     def reset(self, mask: np.ndarray) -> None:
         if len(self.sessions) != len(mask):

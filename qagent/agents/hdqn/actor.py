@@ -241,9 +241,11 @@ class HierarchicalActor(Actor):
         return records
 
     def episodes_started(self, mask: np.ndarray, obs: np.ndarray) -> None:
+        test = self.policy.test
         for i in np.flatnonzero(mask):
             self.failed[i].clear()
-            self.lives[i] = np.nan
+            if test.lives_index is not None:  # the counter at the start, so a life lost at once counts
+                self.lives[i] = test.lives(test.check_input(self.policy.goal_space.goal_input(self.envs[i], obs[i])))
         if self.visits is not None:
             self.visits[np.flatnonzero(mask), np.asarray(obs, dtype=np.int64)[mask]] += 1
 
