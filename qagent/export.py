@@ -328,6 +328,28 @@ def fetch_from_mlflow(uri: str, output: str | Path, tracking_uri: str | None = N
     return output, Policy.load(output).metadata
 
 
+def onnx_signature(model: Any) -> Any:
+    """The graph's inputs and outputs as an MLflow tensor signature.
+
+    With it, ``mlflow.pyfunc`` and ``mlflow models serve`` check requests against the policy's
+    own names, dtypes and shapes (a free dimension, the batch, is -1).
+    """
+    import onnx
+    from mlflow.models import ModelSignature
+    from mlflow.types import Schema, TensorSpec
+
+    def schema(values: Any) -> Schema:
+        specs = []
+        for value in values:
+            tensor = value.type.tensor_type
+            dtype = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type))
+            shape = tuple(dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor.shape.dim)
+            specs.append(TensorSpec(dtype, shape, value.name))
+        return Schema(specs)
+
+    return ModelSignature(inputs=schema(model.graph.input), outputs=schema(model.graph.output))
+
+
 def register_policy(
     path: Path,
     name: str,
@@ -371,6 +393,7 @@ def register_policy(
             onnx_execution_providers=["CPUExecutionProvider"],
             save_as_external_data=False,
             metadata=metadata,
+            signature=onnx_signature(model),
         )
     version = str(info.registered_model_version)
     client.set_registered_model_alias(name, alias, version)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import mlflow
+import mlflow.pyfunc
 import numpy as np
 import onnx
 import pytest
@@ -122,6 +124,19 @@ def test_cli_export_register_and_fetch_from_the_registry(tmp_path, mlflow_uri):
     version = client.get_model_version_by_alias("cartpole-test", "champion")
     run = client.get_run(version.run_id)
     assert run.info.run_name == "reg"  # logged to the run that trained it
+
+    # MLflow's own serving path: the pyfunc loader (what `mlflow models serve` answers with)
+    mlflow.set_tracking_uri(mlflow_uri)
+    model = mlflow.pyfunc.load_model("models:/cartpole-test@champion")
+    inputs = model.metadata.get_input_schema().inputs
+    assert [(spec.name, spec.type, spec.shape) for spec in inputs] == [("obs", np.dtype("float32"), (-1, 4))]
+    obs = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+    served = Policy.load(tmp_path / "runs/reg/policy.onnx")
+    predicted = model.predict(obs)
+    np.testing.assert_array_equal(predicted["action"], served.act(obs))
+    np.testing.assert_allclose(predicted["q_values"], served.q_values(obs), rtol=1e-6)
+    with pytest.raises(mlflow.exceptions.MlflowException):  # the signature checks requests
+        model.predict(np.zeros((2, 5), np.float32))
 
     fetched = run_qagent(
         "export", "models:/cartpole-test/latest", "-o", "fetched.onnx", "--tracking-uri", mlflow_uri, cwd=tmp_path
