@@ -20,7 +20,9 @@ GET      /v2/models/{name}[/versions/1][/ready]  model metadata and readiness
 POST     /v2/models/{name}[/versions/1]/infer    inference
 =======  ======================================  ==========================================
 
-Request bodies are read as JSON whatever their Content-Type (so ``curl -d`` works).
+Request bodies are read as JSON whatever their Content-Type (so ``curl -d`` works). v2 infer
+also takes and gives the binary tensor extension (``Inference-Header-Content-Length``; the
+``binary_data_size`` and ``binary_data`` parameters), which ``tritonclient`` uses by default.
 Bad requests get a 4xx answer with ``{"error": "..."}`` (and a ``"hint"`` where one helps),
 never a 500: malformed request lines and headers, malformed JSON, missing fields, wrong shapes
 or dtypes, NaN or infinity, Q-values that overflow, unknown models or sessions, wrong methods
@@ -59,10 +61,12 @@ from qagent.serve.errors import HttpError
 from qagent.serve.hierarchy import HierarchicalPolicy
 from qagent.serve.limits import ByteBudget, SessionStore
 from qagent.serve.payloads import (
+    BINARY_HEADER,
     check_finite,
     decode_b64,
     nested_batch_size,
     parse_json_body,
+    split_binary_body,
     v2_input,
     v2_requested_outputs,
 )
@@ -205,12 +209,24 @@ ROUTES: list[Route] = [
     (re.compile(rf"/v2/models/(?P<name>[^/]+){VERSION}/infer"), {"POST": "v2_infer"}),
 ]
 BODY_OPTIONAL = {"session_create", "session_reset"}
+BINARY_ROUTES = {"v2_infer"}
+"""Routes that take the binary tensor extension (a JSON part, then tensor bytes)."""
+
+
+@dataclass
+class RawAnswer:
+    """An answer that is not (only) JSON: the v2 binary tensor extension's."""
+
+    data: bytes
+    headers: dict[str, str]
 
 
 class PolicyRequestHandler(BaseHTTPRequestHandler):
     """Routes one connection's requests; every answer is JSON."""
 
     server: PolicyServer
+    binary = b""
+    """The bytes after a v2 request's JSON part (the binary tensor extension)."""
     protocol_version = "HTTP/1.1"
     server_version = "qagent-serve"
     timeout = 30  # seconds a client may stay silent mid-request (slow clients cannot pin threads)
@@ -345,14 +361,19 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
                 raw = self._read_exactly(length)
                 name, params = self._route(method)
                 body = None
+                self.binary = b""
                 if method == "POST":
                     if "Content-Length" not in self.headers and name not in BODY_OPTIONAL:
                         self.close_connection = True
                         raise HttpError(411, "a POST body needs a Content-Length header")
+                    if name in BINARY_ROUTES:
+                        raw, self.binary = split_binary_body(raw, self.headers.get(BINARY_HEADER))
                     body = parse_json_body(raw, required=name not in BODY_OPTIONAL)
                 status, payload = getattr(self, name)(body, **params)
-                headers: dict[str, str] = {}
-                data = json.dumps(payload, allow_nan=False).encode()
+                if isinstance(payload, RawAnswer):
+                    headers, data = payload.headers, payload.data
+                else:
+                    headers, data = {}, json.dumps(payload, allow_nan=False).encode()
             except HttpError as exc:
                 status, headers, data = exc.status, exc.headers, json.dumps(exc.payload()).encode()
             except InputError as exc:
@@ -392,7 +413,7 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
 
     def _send_bytes(self, status: int, data: bytes, headers: dict[str, str]) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", headers.pop("Content-Type", "application/json"))
         self.send_header("Content-Length", str(len(data)))
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -509,7 +530,7 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
         return 200, {
             "name": "qagent",
             "version": str(self.server.policy.metadata.get("qagent_version", "")),
-            "extensions": [],
+            "extensions": ["binary_tensor_data"],
         }
 
     def v2_live(self, body: None) -> tuple[int, Any]:
@@ -540,20 +561,30 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
         if request_id is not None and not isinstance(request_id, str):
             raise HttpError(400, "'id' must be a string")
         wanted = v2_requested_outputs(body)
-        obs = v2_input(body, self.server.policy, self._check_batch_size)
+        obs = v2_input(body, self.server.policy, self._check_batch_size, self.binary)
         batch, _ = self._checked_batch(obs)
         actions, q_values = self.server.predict(batch)
         check_finite(q_values)
-        tensors = {"q_values": (q_values, "FP32"), "action": (actions, "INT64")}
-        outputs = [
-            {"name": key, "datatype": datatype, "shape": list(array.shape), "data": array.reshape(-1).tolist()}
-            for key, (array, datatype) in tensors.items()
-            if key in wanted
-        ]
+        tensors = {"q_values": (q_values.astype("<f4"), "FP32"), "action": (actions.astype("<i8"), "INT64")}
+        outputs, blobs = [], []
+        for key, (array, datatype) in tensors.items():
+            if key not in wanted:
+                continue
+            output: dict[str, Any] = {"name": key, "datatype": datatype, "shape": list(array.shape)}
+            if wanted[key]:
+                blobs.append(array.tobytes())
+                output["parameters"] = {"binary_data_size": len(blobs[-1])}
+            else:
+                output["data"] = array.reshape(-1).tolist()
+            outputs.append(output)
         answer: dict[str, Any] = {"model_name": name, "model_version": "1", "outputs": outputs}
         if request_id is not None:
             answer["id"] = request_id
-        return 200, answer
+        if not blobs:
+            return 200, answer
+        head = json.dumps(answer, allow_nan=False).encode()
+        headers = {"Content-Type": "application/octet-stream", BINARY_HEADER: str(len(head))}
+        return 200, RawAnswer(b"".join([head, *blobs]), headers)
 
 
 def run_server(

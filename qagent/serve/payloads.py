@@ -104,17 +104,51 @@ def decode_b64(
     return np.frombuffer(raw, dtype=np_dtype).reshape(shape)
 
 
+BINARY_HEADER = "Inference-Header-Content-Length"
+"""The binary tensor extension's header: the JSON part's size; tensor bytes follow it in the body."""
+
+
+def split_binary_body(raw: bytes, header: str | None) -> tuple[bytes, bytes]:
+    """A v2 body as its JSON part and the binary tensor bytes after it (none without ``header``)."""
+    if header is None:
+        return raw, b""
+    value = header.strip()
+    if not value.isdigit() or len(value) > 19 or not 0 < int(value) <= len(raw):
+        raise HttpError(
+            400,
+            f"{BINARY_HEADER} is {value[:40]!r}, but the body holds {len(raw)} bytes",
+            hint="the header gives the size in bytes of the JSON part, which the tensors' bytes follow",
+        )
+    size = int(value)
+    return raw[:size], raw[size:]
+
+
+def _parameters(holder: dict[str, Any], what: str) -> dict[str, Any]:
+    parameters = holder.get("parameters", {})
+    if not isinstance(parameters, dict):
+        raise HttpError(400, f"'parameters' of {what} must be a JSON object")
+    return parameters
+
+
 def v2_input(
-    body: dict[str, Any], policy: Policy, check_batch: Callable[[int | None], None] | None = None
+    body: dict[str, Any],
+    policy: Policy,
+    check_batch: Callable[[int | None], None] | None = None,
+    binary: bytes = b"",
 ) -> np.ndarray:
-    """The ``obs`` tensor of a v2 inference request, checked against the model's input."""
+    """The ``obs`` tensor of a v2 inference request, checked against the model's input.
+
+    Its values are in ``data`` (JSON) or, with the binary tensor extension, are the
+    ``binary_data_size`` bytes in ``binary`` (little-endian, row-major).
+    """
     inputs = body.get("inputs")
     if not isinstance(inputs, list) or not inputs:
         raise HttpError(400, "a v2 request needs 'inputs', a non-empty list of tensors")
     if len(inputs) != 1 or not isinstance(inputs[0], dict):
         raise HttpError(400, f"the model takes one input, {md.INPUT_NAME!r}")
     tensor = inputs[0]
-    for key in ("name", "shape", "datatype", "data"):
+    binary_size = _parameters(tensor, "the input").get("binary_data_size")
+    for key in ("name", "shape", "datatype") if binary_size is not None else ("name", "shape", "datatype", "data"):
         if key not in tensor:
             raise HttpError(400, f"input tensor is missing {key!r}")
     if tensor["name"] != md.INPUT_NAME:
@@ -128,6 +162,10 @@ def v2_input(
     if check_batch is not None and len(shape) == len(policy.observation_shape) + 1:
         check_batch(shape[0])
     size = math.prod(shape)
+    if binary_size is not None:
+        return _binary_tensor(binary, binary_size, "data" in tensor, shape, policy.observation_dtype)
+    if binary:
+        raise HttpError(400, f"the body has {len(binary)} bytes after its JSON part, but no input has binary_data_size")
     if isinstance(tensor["data"], list) and len(tensor["data"]) > size:  # counted before an array is built
         raise InputError(f"'data' holds more than the {size} values of shape {shape}")
     data = as_numeric_array(tensor["data"])
@@ -136,10 +174,31 @@ def v2_input(
     return data.reshape(shape)
 
 
-def v2_requested_outputs(body: dict[str, Any]) -> set[str]:
+def _binary_tensor(binary: bytes, declared: Any, has_data: bool, shape: list[int], dtype: np.dtype) -> np.ndarray:
+    if has_data:
+        raise HttpError(400, "the input has both 'data' and binary_data_size; send its values one way")
+    if not isinstance(declared, int) or isinstance(declared, bool) or declared < 0:
+        raise HttpError(400, "binary_data_size must be a non-negative integer")
+    if declared != len(binary):
+        raise HttpError(
+            400,
+            f"binary_data_size is {declared}, but {len(binary)} bytes follow the JSON part",
+            hint=f"{BINARY_HEADER} must be the JSON part's size in bytes",
+        )
+    needed = math.prod(shape) * dtype.itemsize
+    if declared != needed:
+        raise InputError(f"the binary input holds {declared} bytes; shape {shape} of {dtype.name} needs {needed}")
+    return np.frombuffer(binary, dtype=dtype.newbyteorder("<")).reshape(shape)
+
+
+def v2_requested_outputs(body: dict[str, Any]) -> dict[str, bool]:
+    """The outputs a v2 request asks for, each with whether it wants the tensor's bytes (binary) rather than JSON."""
+    default = _parameters(body, "the request").get("binary_data_output", False)
+    if not isinstance(default, bool):
+        raise HttpError(400, "binary_data_output must be true or false")
     requested = body.get("outputs")
     if requested is None:
-        return set(md.OUTPUT_NAMES)
+        return dict.fromkeys(md.OUTPUT_NAMES, default)
     if not isinstance(requested, list) or not all(
         isinstance(o, dict) and isinstance(o.get("name"), str) for o in requested
     ):
@@ -149,4 +208,13 @@ def v2_requested_outputs(body: dict[str, Any]) -> set[str]:
     if unknown:
         shown = sorted(name[:40] for name in unknown)[:5]
         raise HttpError(400, f"unknown outputs {shown}; the model has {list(md.OUTPUT_NAMES)}")
-    return names
+    wanted = {}
+    for output in requested:
+        parameters = _parameters(output, f"output {output['name'][:40]!r}")
+        if "classification" in parameters:
+            raise HttpError(400, "the classification extension is not supported; ask for 'q_values' and 'action'")
+        binary = parameters.get("binary_data", default)
+        if not isinstance(binary, bool):
+            raise HttpError(400, "binary_data must be true or false")
+        wanted[output["name"]] = binary
+    return wanted
