@@ -65,6 +65,15 @@ def train(agent: str, seed: int, args: argparse.Namespace, root: Path) -> dict[s
     cmd += ["--runs-dir", str(root), "--run-name", name, "--no-track", "--no-progress"]
     if agent == "sb3-dqn":
         cmd += ["--agent", "sb3-dqn", "--set", "env.num_envs=1", "--set", "agent.gradient_steps=1"]
+        if args.task in MINIGRID_TASKS:  # SB3's DQN has neither double targets nor a grid torso: its MLP on the planes
+            cmd += [
+                "--set",
+                "agent.double=false",
+                "--set",
+                "network.name=mlp",
+                "--set",
+                "network.hidden_sizes=[256,256]",
+            ]
     if args.task == "sdp":
         cmd += ["--set", f"train.max_episodes={SDP_EPISODES}", "--set", f"eval.final_episodes={SDP_EVAL_EPISODES}"]
     else:

@@ -652,6 +652,69 @@ def serve(ctx: click.Context) -> None:
     sys.exit(serve_main(list(ctx.args), prog="qagent serve"))
 
 
+# --------------------------------------------------------------------------- watch
+
+
+@main.command()
+@click.argument("target", metavar="RUN_DIR|CHECKPOINT|POLICY.onnx|MODEL_URI")
+@click.option("--compare", metavar="TARGET", help="A second policy side by side (e.g. an earlier checkpoint).")
+@click.option("--env", "env_id", help="Play this env instead of the policy's own (same observations and actions).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8008, show_default=True, type=click.IntRange(0, 65535), help="0: any free port.")
+@click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**31 - 1), help="Episode j: seed+j.")
+@click.option("--fps", default=15.0, show_default=True, type=click.FloatRange(0, 60, min_open=True), help="Speed.")
+@click.option("--epsilon", default=0.0, show_default=True, type=click.FloatRange(0, 1), help="Random actions.")
+@click.option("--paused", is_flag=True, help="Start paused (step with the page's Step button).")
+@click.option("--open", "open_browser", is_flag=True, help="Open the page in the default browser.")
+@plugin_option
+@trust_option
+@handle_errors
+def watch(
+    target: str,
+    compare: str | None,
+    env_id: str | None,
+    host: str,
+    port: int,
+    seed: int,
+    fps: float,
+    epsilon: float,
+    paused: bool,
+    open_browser: bool,
+    plugins: tuple[str, ...],
+    trust_plugins: bool,
+) -> None:
+    """Watch a policy play, live, in a web page: frames, Q-values, goals; pause, step, speed, epsilon, reset.
+
+    TARGET is a run directory or checkpoint (exported to ONNX first), an ONNX file or an MLflow
+    model URI. The page is served on 127.0.0.1 unless --host says otherwise.
+    """
+    from qagent.watch.app import load_policy_plugins
+    from qagent.watch.app import watch as run_watch
+
+    targets = [target] + ([compare] if compare else [])
+    for item in targets:
+        load_plugins(plugins, load_policy_plugins(item), trust=trust_plugins, recorded_by=item)
+
+    def ready(url: str) -> None:
+        if open_browser:
+            import webbrowser
+
+            webbrowser.open(url)
+
+    run_watch(
+        targets,
+        env_id=env_id,
+        host=host,
+        port=port,
+        seed=seed,
+        fps=fps,
+        epsilon=epsilon,
+        paused=paused,
+        announce=lambda line: click.echo(line, err=False),
+        ready=ready,
+    )
+
+
 # --------------------------------------------------------------------------- plot
 
 

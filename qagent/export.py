@@ -14,6 +14,7 @@ action is identical.
 from __future__ import annotations
 
 import contextlib
+import enum
 import io
 import logging
 import time
@@ -80,8 +81,15 @@ class ExportReport:
 
 
 def action_meanings(env: gym.Env) -> list[str] | None:
+    """The actions' names: ALE's ``get_action_meanings()``, or MiniGrid's ``actions`` enum."""
     get = getattr(env.unwrapped, "get_action_meanings", None)
-    return list(get()) if callable(get) else None
+    if callable(get):
+        return list(get())
+    actions = getattr(env.unwrapped, "actions", None)
+    n = getattr(env.action_space, "n", None)
+    if isinstance(actions, type) and issubclass(actions, enum.Enum) and n is not None and len(actions) >= n:
+        return [member.name for member in list(actions)[: int(n)]]
+    return None
 
 
 def describe_preprocessing(env: gym.Env) -> dict[str, Any]:

@@ -23,6 +23,9 @@ from qagent.errors import ConfigError
 from qagent.plugins.registries import register_goal_space
 from qagent.serve.goals import Clause, GoalTest
 
+Region = tuple[float, float, float, float]
+"""A rectangle on a rendered frame: ``(top, bottom, left, right)`` as fractions of its height and width."""
+
 
 class GoalSpace:
     """Base class: set :attr:`goals` and :attr:`reached_when`; override :meth:`goal_input` to read the env.
@@ -60,6 +63,14 @@ class GoalSpace:
 
         The ``mask`` goal encoding draws it as the controller's goal plane; None (the default)
         when the goal space cannot place its goals in the observation.
+        """
+        return None
+
+    def regions(self, env: gym.Env) -> list[Region | None] | None:
+        """Per goal, where it is on the env's rendered frame now, for people watching (``qagent watch``).
+
+        Each is ``(top, bottom, left, right)`` as fractions of the frame's height and width, or
+        None where the goal is nowhere on screen; None (the default) when the goal space cannot say.
         """
         return None
 
@@ -155,6 +166,17 @@ class MiniGridObjectGoals(GoalSpace):
     def goal_input(self, env: gym.Env, obs: Any) -> np.ndarray:
         return _minigrid_state(env)
 
+    def regions(self, env: gym.Env) -> list[Region | None]:
+        """The cell of each goal's object (the first closed door for ``door``); None once carried or done."""
+        grid = env.unwrapped.grid
+        found: dict[str, Region] = {}
+        for index, cell in enumerate(grid.grid):
+            if cell is None or cell.type in found or (cell.type == "door" and cell.is_open):
+                continue
+            row, col = divmod(index, grid.width)
+            found[cell.type] = (row / grid.height, (row + 1) / grid.height, col / grid.width, (col + 1) / grid.width)
+        return [found.get(goal) for goal in self.goals]
+
 
 # Montezuma's Revenge, first room, in the RAM's coordinates: player x at address 42 (the
 # sprite's left edge is x - 1 on the 160-pixel screen), player y at 43 (235 on the top
@@ -214,6 +236,16 @@ class MontezumaRamGoals(GoalSpace):
     def goal_input(self, env: gym.Env, obs: Any) -> np.ndarray:
         return np.asarray(env.unwrapped.ale.getRAM(), dtype=np.uint8)
 
+    def regions(self, env: gym.Env) -> list[Region | None]:
+        """Each goal's place on the 210x160 screen (fixed: the first room's)."""
+        return [
+            (top / SCREEN_HEIGHT, bottom / SCREEN_HEIGHT, left / SCREEN_WIDTH, right / SCREEN_WIDTH)
+            for top, bottom, left, right in self._screen_rectangles()
+        ]
+
+    def _screen_rectangles(self) -> list[tuple[int, int, int, int]]:
+        return [KEY_ON_SCREEN if g == "key" else _player_on_screen(self.ENTITIES[g]) for g in self.goals]
+
     def masks(self) -> list[list[int]] | None:
         """Each goal's place on the screen, scaled to pixel observations (a door: where the player stands in it)."""
         shape = getattr(self.observation_space, "shape", ())
@@ -221,7 +253,6 @@ class MontezumaRamGoals(GoalSpace):
             return None  # RAM observations: nothing to draw into
         rows, cols = shape[1] / SCREEN_HEIGHT, shape[2] / SCREEN_WIDTH
         masks = []
-        for goal in self.goals:
-            top, bottom, left, right = KEY_ON_SCREEN if goal == "key" else _player_on_screen(self.ENTITIES[goal])
+        for top, bottom, left, right in self._screen_rectangles():
             masks.append([int(top * rows), int(np.ceil(bottom * rows)), int(left * cols), int(np.ceil(right * cols))])
         return masks

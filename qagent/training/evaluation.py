@@ -220,7 +220,7 @@ def evaluate_policy_file(
     meta = policy.metadata
     env_config = EnvConfig(**meta["env"])
     if "hierarchy" in meta:
-        goal_input = _goal_space(meta["hierarchy"]["goal_space"], env_config).goal_input
+        goal_input = exported_goal_space(meta["hierarchy"]["goal_space"], env_config).goal_input
         make_actor: Callable[[], EvalActor] = lambda: SessionActor(policy, goal_input)  # noqa: E731
     else:
         make_actor = lambda: GreedyActor(policy.q_values)  # noqa: E731
@@ -231,7 +231,7 @@ def evaluate_policy_file(
     return result
 
 
-def _goal_space(description: dict[str, Any], env_config: EnvConfig) -> Any:
+def exported_goal_space(description: dict[str, Any], env_config: EnvConfig) -> Any:
     """The registered goal space an exported h-DQN names (it reads goal inputs from the env)."""
     from qagent.envs.factory import make_env
     from qagent.plugins.registries import GOAL_SPACES
