@@ -6,7 +6,9 @@ For a CartPole DQN (4-256-256-2 MLP) it measures, one observation at a time:
   (``torch.no_grad``), and Stable-Baselines3's ``model.predict`` on the same architecture;
 - over HTTP on 127.0.0.1: how long ``qagent serve`` takes to answer its first request after
   being started, the round trip of ``POST /v1/act`` and ``POST /v2/models/{name}/infer`` from
-  one keep-alive client, and requests per second from 8 concurrent clients.
+  one keep-alive client, and, with ``wrk`` (Debian's package; a C load generator, so the client
+  is not the bottleneck), requests per second and latency percentiles at 16 keep-alive
+  connections for both endpoints. The server and wrk share the machine (wrk on one thread).
 
     python benchmarks/serve_latency.py              # trains a 2k-step policy to serve
     python benchmarks/serve_latency.py --policy cartpole.onnx --no-write
@@ -17,11 +19,12 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -154,7 +157,42 @@ def post(conn: http.client.HTTPConnection, path: str, body: bytes) -> bytes:
     return data
 
 
-def over_http(policy_path: Path, n: int) -> dict[str, object]:
+WRK_SCRIPT = """
+bodies = {%s}
+counter = 0
+request = function()
+  counter = counter + 1
+  return wrk.format("POST", "%s", {["Content-Type"] = "application/json"}, bodies[counter %% #bodies + 1])
+end
+"""
+
+
+def seconds_of(text: str) -> float:
+    """wrk's durations ("812.00us", "1.43ms", "2.01s") in seconds."""
+    value, unit = re.fullmatch(r"([0-9.]+)(us|ms|s|m)", text).groups()
+    return float(value) * {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}[unit]
+
+
+def wrk_load(port: int, path: str, bodies: list[bytes], connections: int, seconds: int) -> dict[str, float]:
+    """``wrk`` at ``connections`` keep-alive connections on one thread: requests/s and latency percentiles."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
+        script.write(WRK_SCRIPT % (", ".join(json.dumps(b.decode()) for b in bodies[:64]), path))
+    command = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", script.name]
+    out = subprocess.run([*command, f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, check=True)
+    Path(script.name).unlink()
+    text = out.stdout
+    if "Non-2xx" in text or "Socket errors" in text:
+        raise RuntimeError(f"wrk saw failed requests:\n{text}")
+    latency = dict(re.findall(r"^\s+(50|90|99)%\s+(\S+)$", text, re.MULTILINE))
+    return {
+        "requests_per_second": float(re.search(r"Requests/sec:\s+([0-9.]+)", text).group(1)),
+        "requests": int(re.search(r"([0-9]+) requests in", text).group(1)),
+        **{f"p{q}_us": seconds_of(latency[q]) * 1e6 for q in ("50", "90", "99")},
+        "load_generator": f"wrk {connections} connections, 1 thread, {seconds} s",
+    }
+
+
+def over_http(policy_path: Path, n: int, wrk_seconds: int = 10) -> dict[str, object]:
     starts = []
     for _ in range(3):
         proc, port, seconds = start_server(policy_path)
@@ -174,20 +212,8 @@ def over_http(policy_path: Path, n: int) -> dict[str, object]:
         v2_latency = time_calls(lambda b: post(conn, "/v2/models/cartpole/infer", b), v2)
         conn.close()
 
-        def client(k: int) -> list[float]:
-            c = http.client.HTTPConnection("127.0.0.1", port)
-            samples = []
-            for body in bodies[k::8]:
-                t0 = time.perf_counter()
-                post(c, "/v1/act", body)
-                samples.append(time.perf_counter() - t0)
-            c.close()
-            return samples
-
-        t0 = time.perf_counter()
-        with ThreadPoolExecutor(8) as pool:
-            samples = [s for chunk in pool.map(client, range(8)) for s in chunk]
-        elapsed = time.perf_counter() - t0
+        wrk_v1 = wrk_load(port, "/v1/act", bodies, 16, wrk_seconds)
+        wrk_v2 = wrk_load(port, "/v2/models/cartpole/infer", v2, 16, wrk_seconds)
     finally:
         proc.terminate()
         proc.wait()
@@ -195,7 +221,8 @@ def over_http(policy_path: Path, n: int) -> dict[str, object]:
         "start_seconds": [round(s, 3) for s in starts],
         "v1_act": v1_latency,
         "v2_infer": v2_latency,
-        "concurrent_8": {**percentiles(samples), "requests_per_second": len(samples) / elapsed},
+        "wrk_16_v1_act": wrk_v1,
+        "wrk_16_v2_infer": wrk_v2,
     }
 
 
@@ -204,21 +231,27 @@ def main() -> None:
     parser.add_argument("--policy", type=Path, help="an exported CartPole policy (default: train and export one)")
     parser.add_argument("--calls", type=int, default=5000)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--wrk-seconds", type=int, default=10, help="length of each wrk run")
     args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        parser.error("the 16-connection rows need wrk (Debian: apt-get install wrk)")
 
     with tempfile.TemporaryDirectory() as tmp:
         path = args.policy or make_policy(Path(tmp))
         local = in_process(path, args.calls) if args.policy is None else {}
-        remote = over_http(path, args.calls)
+        remote = over_http(path, args.calls, args.wrk_seconds)
 
     rows = [f"| {name} | {r['p50_us']:.0f} | {r['p99_us']:.0f} |" for name, r in local.items()]
-    concurrent = remote["concurrent_8"]
     http_rows = [
-        f"| `POST /v1/act`, one client | {remote['v1_act']['p50_us']:.0f} | {remote['v1_act']['p99_us']:.0f} | |",
-        f"| `POST /v2/models/cartpole/infer`, one client | {remote['v2_infer']['p50_us']:.0f} | {remote['v2_infer']['p99_us']:.0f} | |",
-        f"| `POST /v1/act`, 8 concurrent clients | {concurrent['p50_us']:.0f} | {concurrent['p99_us']:.0f} "
-        f"| {concurrent['requests_per_second']:,.0f} |",
+        f"| `POST /v1/act`, one client (http.client) | {remote['v1_act']['p50_us']:.0f} | {remote['v1_act']['p99_us']:.0f} | |",
+        f"| `POST /v2/models/cartpole/infer`, one client (http.client) | {remote['v2_infer']['p50_us']:.0f} | {remote['v2_infer']['p99_us']:.0f} | |",
     ]
+    for key, name in (("wrk_16_v1_act", "/v1/act"), ("wrk_16_v2_infer", "/v2/models/cartpole/infer")):
+        row = remote[key]
+        http_rows.append(
+            f"| `POST {name}`, 16 connections (wrk, 1 thread) | {row['p50_us']:.0f} | {row['p99_us']:.0f} "
+            f"| {row['requests_per_second']:,.0f} |"
+        )
     body = [
         "",
         "| in process | p50 (µs) | p99 (µs) |",
