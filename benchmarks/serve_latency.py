@@ -127,8 +127,6 @@ def start_server(policy_path: Path) -> tuple[subprocess.Popen, int, float]:
             "0",
             "--model-name",
             "cartpole",
-            "--workers",
-            "2",
         ],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
@@ -165,6 +163,15 @@ request = function()
   return wrk.format("POST", "%s", {["Content-Type"] = "application/json"}, bodies[counter %% #bodies + 1])
 end
 """
+
+
+def event_loop() -> str:
+    """The event loop ``qagent serve`` runs on here."""
+    try:
+        import uvloop
+    except ImportError:
+        return "the standard library's asyncio loop"
+    return f"uvloop {uvloop.__version__}"
 
 
 def seconds_of(text: str) -> float:
@@ -260,6 +267,8 @@ def main() -> None:
         "",
         f"`qagent serve` answers its first request {min(remote['start_seconds']):.2f} s after it is started "
         f"(best of three; all: {', '.join(f'{s:.2f}' for s in remote['start_seconds'])} s).",
+        "",
+        f"The server runs with its defaults (the policy on the event loop; {event_loop()}).",
         "",
         "| over HTTP on 127.0.0.1 (keep-alive) | p50 (µs) | p99 (µs) | requests/s |",
         "|---|---:|---:|---:|",

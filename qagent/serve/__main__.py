@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -54,7 +53,11 @@ def main(argv: list[str] | None = None, prog: str = "python -m qagent.serve") ->
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1; 0.0.0.0 for all)")
     parser.add_argument("--port", type=integer(0, 65535), default=8000, help="port (default 8000; 0 picks a free one)")
     parser.add_argument(
-        "--workers", type=integer(1, 1024), default=os.cpu_count() or 1, help="inferences at the same time"
+        "--workers",
+        type=integer(1, 1024),
+        default=1,
+        help="threads that run the policy (default 1: on the event loop, fastest for small networks; "
+        "more let a large network infer on several cores)",
     )
     parser.add_argument("--model-name", help="model name in v2 URLs (default: the file name without .onnx)")
     parser.add_argument(

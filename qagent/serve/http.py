@@ -1,8 +1,10 @@
 """An HTTP server for one policy: qagent's v1 API and the Open Inference Protocol (v2).
 
-Built on the standard library's ``ThreadingHTTPServer``: it adds no dependency to a game
-server, starts in milliseconds, and a thread per connection is plenty for a model that answers
-in tens of microseconds (onnxruntime releases the GIL while it runs, so requests overlap).
+Built on asyncio and the standard library alone: one event loop reads every connection, so 16
+keep-alive clients cost no threads fighting over the GIL (the threaded ``http.server`` design
+answered half as many requests, with a tail four times as long; docs/serving.md has the figures),
+and the server still adds no dependency to a game server and starts in milliseconds. The policy
+runs on the loop, or on ``workers`` threads for networks large enough to be worth it.
 
 Endpoints (all JSON):
 
@@ -32,16 +34,19 @@ bytes are in flight than ``max_inflight_bytes`` allows.
 Framing: every request's declared body is read (GET and DELETE, unknown paths and wrong
 methods included) or the connection is closed after the answer, so a body never turns into a
 second request. Transfer-Encoding (chunked bodies) is refused and closes the connection.
+A client silent for 30 seconds mid-request is disconnected.
 
-Request payloads are checked in :mod:`qagent.serve.payloads`; the byte budget and the
-session store are in :mod:`qagent.serve.limits`.
+Request payloads are checked in :mod:`qagent.serve.payloads`, header lines in
+:mod:`qagent.serve.headers`; the byte budget and the session store are in :mod:`qagent.serve.limits`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import functools
 import json
 import math
-import os
 import re
 import socket
 import sys
@@ -49,9 +54,10 @@ import threading
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -59,7 +65,7 @@ import numpy as np
 
 from qagent.serve import metadata as md
 from qagent.serve.errors import HttpError
-from qagent.serve.headers import read_headers
+from qagent.serve.headers import MAX_LINE, HeaderReader, Headers
 from qagent.serve.hierarchy import HierarchicalPolicy
 from qagent.serve.limits import ByteBudget, SessionStore
 from qagent.serve.payloads import (
@@ -77,10 +83,12 @@ from qagent.serve.policy import InputError, Policy, as_numeric_array
 REQUEST_LINE_HINT = "send 'METHOD /path HTTP/1.1', then the headers, then an empty line"
 LINGER_SECONDS = 1.0
 """After its answer, a closing connection reads and drops what the client still sends for this long."""
-VERSION_NUMBER = re.compile(r"HTTP/([0-9]{1,10})\.([0-9]{1,10})")
+CLIENT_TIMEOUT = 30.0
+"""Seconds a client may stay silent mid-request (slow clients cannot hold the server's memory)."""
 METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,32}")
 """An HTTP method: an RFC 9110 token (any other method gets a 405 or 404 from the routes)."""
-
+VERSION_NUMBER = re.compile(r"HTTP/([0-9]{1,10})\.([0-9]{1,10})")
+SERVER = "qagent-serve"
 
 _date = (0, "")
 
@@ -92,6 +100,16 @@ def http_date() -> str:
     if _date[0] != now:
         _date = (now, formatdate(now, usegmt=True))
     return _date[1]
+
+
+def run_loop(main: Any) -> None:
+    """``asyncio.run``, on uvloop's faster event loop where it is installed (the ``serve`` extra has it)."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
 
 
 @dataclass
@@ -115,8 +133,9 @@ class ServerOptions:
     """Seconds a session may stay idle before it expires."""
     max_sessions: int = 10_000
     """Open sessions at most; creating one more ends the least recently used."""
-    workers: int = os.cpu_count() or 1
-    """Inferences run at the same time (threads; extra requests wait their turn)."""
+    workers: int = 1
+    """Threads that run the policy: 1 runs it on the event loop (fastest for small networks); more
+    let large networks (Atari CNNs) infer on several cores while the loop reads other requests."""
     listen_backlog: int = 1024
     """Connections the kernel queues before the server accepts them."""
     access_log: bool = False
@@ -145,65 +164,110 @@ class ServerOptions:
             raise ValueError("; ".join(problems))
 
 
-class PolicyServer(ThreadingHTTPServer):
-    """Serves ``policy`` at ``address`` (port 0 picks a free port; see :attr:`url`)."""
+class PolicyServer:
+    """Serves ``policy`` at ``address`` (port 0 picks a free port; see :attr:`url`).
 
-    daemon_threads = True
-    allow_reuse_address = True
+    The socket listens from construction on; :meth:`serve_forever` runs the event loop in the
+    calling thread until :meth:`shutdown` (from any other thread), then lets requests in flight
+    finish (up to 10 s).
+    """
 
     def __init__(self, policy: Policy, address: tuple[str, int], options: ServerOptions | None = None) -> None:
         self.policy = policy
         self.options = options or ServerOptions()
         self.sessions = SessionStore(policy, self.options.session_ttl, self.options.max_sessions)
-        self.inference = threading.BoundedSemaphore(max(1, self.options.workers))
         self.body_budget = ByteBudget(int(self.options.max_inflight_bytes or 0), self.options.inflight_wait)
-        self.request_queue_size = self.options.listen_backlog  # socketserver's listen() backlog
+        self.request_queue_size = self.options.listen_backlog
+        self.socket = socket.create_server(address, backlog=self.request_queue_size)
+        self.server_address = self.socket.getsockname()
         self.active = 0
-        self._active_lock = threading.Lock()
-        super().__init__(address, PolicyRequestHandler)
+        self._executor = ThreadPoolExecutor(self.options.workers) if self.options.workers > 1 else None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._stop: asyncio.Event | None = None
+        self._stopping = False
+        self._done = threading.Event()
+        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
         return f"http://{host}:{port}"
 
-    def predict(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        with self.inference:
-            return self.policy.predict(batch)
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        """Answer requests until :meth:`shutdown` (``poll_interval`` is accepted for http.server's callers)."""
+        self._done.clear()
+        try:
+            run_loop(self._serve())
+        finally:
+            self._done.set()
 
-    def track(self, delta: int) -> None:
-        with self._active_lock:
-            self.active += delta
+    def shutdown(self) -> None:
+        """Stop :meth:`serve_forever` and wait until it has returned (call it from another thread)."""
+        with self._lock:
+            self._stopping = True
+            loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None:
+            loop.call_soon_threadsafe(stop.set)
+            self._done.wait()
+
+    def server_close(self) -> None:
+        self.socket.close()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
 
     def drain(self, timeout: float = 10.0) -> None:
-        """Wait (up to ``timeout`` seconds) for requests in flight to finish."""
-        deadline = time.monotonic() + timeout
-        while self.active and time.monotonic() < deadline:
-            time.sleep(0.01)
+        """Kept for callers of the threaded server: :meth:`serve_forever` drains before it returns."""
 
-    def shutdown_request(self, request: Any) -> None:
-        """Close gracefully: stop sending, then drop what the client still sends (bounded in bytes and time).
+    async def _serve(self) -> None:
+        stop = asyncio.Event()
+        with self._lock:
+            if self._stopping:
+                return
+            self._loop, self._stop = asyncio.get_running_loop(), stop
+        connections: dict[asyncio.Task[Any], Connection] = {}
 
-        Closing a socket with unread bytes makes the kernel reset the connection, and a client may
-        then lose the answer it was about to read (a 413, say).
-        """
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            connections[task] = client = Connection(self, reader, writer)
+            try:
+                await client.run()
+            except asyncio.CancelledError:
+                pass  # the server stopped: asyncio's stream callback would report a cancelled task as an error
+            finally:
+                connections.pop(task, None)
+
+        async def watchdog() -> None:
+            """Drop clients silent past their deadline (mid-request, or idle between requests)."""
+            loop = asyncio.get_running_loop()
+            while True:
+                await asyncio.sleep(1.0)
+                now = loop.time()
+                for client in list(connections.values()):
+                    if client.deadline < now:
+                        client.writer.transport.abort()
+
+        server = await asyncio.start_server(connection, sock=self.socket, limit=MAX_LINE + 1)
+        patrol = asyncio.create_task(watchdog())
         try:
-            request.shutdown(socket.SHUT_WR)
-            request.settimeout(LINGER_SECONDS)
-            left = 2 * self.options.max_body_bytes + (64 << 10)
-            while left > 0:
-                chunk = request.recv(min(64 << 10, left))
-                if not chunk:
-                    break
-                left -= len(chunk)
-        except OSError:
-            pass
-        self.close_request(request)
+            await stop.wait()
+        finally:
+            patrol.cancel()
+            server.close()
+            deadline = time.monotonic() + 10.0
+            while self.active and time.monotonic() < deadline:
+                await asyncio.sleep(0.01)
+            for task in list(connections):
+                task.cancel()
+            await asyncio.gather(*connections, return_exceptions=True)
+            with self._lock:
+                self._loop = self._stop = None
 
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return  # the client went away or stalled: nothing to tell anyone
-        super().handle_error(request, client_address)
+    async def call(self, handler: Callable[[], tuple[int, Any]]) -> tuple[int, Any]:
+        """Run an endpoint: on the loop, or on a worker thread when there are several."""
+        if self._executor is None:
+            return handler()
+        return await asyncio.get_running_loop().run_in_executor(self._executor, handler)
 
 
 Route = tuple[re.Pattern[str], dict[str, str]]
@@ -236,124 +300,141 @@ class RawAnswer:
     headers: dict[str, str]
 
 
-class PolicyRequestHandler(BaseHTTPRequestHandler):
-    """Routes one connection's requests; every answer is JSON."""
+@dataclass
+class Request:
+    """One request's head, as :class:`Connection` read it."""
 
-    server: PolicyServer
-    binary = b""
-    """The bytes after a v2 request's JSON part (the binary tensor extension)."""
-    protocol_version = "HTTP/1.1"
-    server_version = "qagent-serve"
-    timeout = 30  # seconds a client may stay silent mid-request (slow clients cannot pin threads)
-    disable_nagle_algorithm = True  # else headers and body wait on the client's delayed ACK (~40 ms)
+    method: str
+    target: str
+    version: str
+    headers: Headers = field(default_factory=lambda: Headers([]))
 
-    # ------------------------------------------------------------------ framing
 
-    def handle_one_request(self) -> None:
-        """Read one request and answer it; any method goes to :meth:`_dispatch` (so unknown ones get a 405)."""
+class Connection:
+    """One client's connection: reads requests one after another and answers each."""
+
+    def __init__(self, server: PolicyServer, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.server = server
+        self.reader = reader
+        self.writer = writer
+        self.close = False
+        self.request: Request | None = None
+        self.loop = asyncio.get_running_loop()
+        self.deadline = math.inf
+        """When the client's time for its current read or write runs out (the server's watchdog looks)."""
+        sock = writer.get_extra_info("socket")
+        if sock is not None:  # else the headers and a small body wait on the client's delayed ACK
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    async def run(self) -> None:
         try:
-            line = self.rfile.readline(65537)
-            for _ in range(8):  # RFC 9112 2.2: ignore empty lines before a request line
-                if line not in (b"\r\n", b"\n"):
-                    break
-                line = self.rfile.readline(65537)
-            self.raw_requestline = line
-            if not line:
-                self.close_connection = True
-                return
-            if len(line) > 65536:
-                self.requestline, self.request_version, self.command = "", "", ""
-                self.send_error(414, "the request line is longer than 65536 bytes")
-                return
-            if not self.parse_request():
-                return  # the refusal is sent
-            self._dispatch(self.command)
-            self.wfile.flush()
-        except TimeoutError:
-            self.close_connection = True  # a read or a write timed out: drop the connection
+            while not self.close:
+                await self.one_request()
+        except (OSError, TimeoutError, asyncio.IncompleteReadError):
+            pass  # the client went away or stalled: nothing to tell anyone
+        finally:
+            self.deadline = math.inf
+            await self.linger_and_close()
 
-    def parse_request(self) -> bool:
-        """The request line and headers, as http.server reads them but stricter and faster.
+    def patience(self) -> None:
+        """Give the client CLIENT_TIMEOUT seconds for the next read or write; then the watchdog drops it.
 
-        HTTP/0.9 is refused (before it waits for headers that never come), so is HTTP/2 and later;
-        the method must be a token; headers are read by :func:`~qagent.serve.headers.read_headers`.
+        A deadline the server's watchdog checks once a second: cheaper than a timeout per await
+        (a task each) or a timer per read, which cost more than the policy's inference.
         """
-        self.command, self.request_version, self.close_connection = None, "HTTP/1.0", True
-        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
-        words = self.requestline.split()
+        self.deadline = self.loop.time() + CLIENT_TIMEOUT
+
+    async def read_line(self) -> bytes:
+        """A line with its ending (the partial line at the end of the stream); longer than MAX_LINE: over."""
+        self.patience()
+        try:
+            return await self.reader.readuntil(b"\n")
+        except asyncio.IncompleteReadError as exc:
+            return exc.partial
+        except asyncio.LimitOverrunError:
+            return b"x" * (MAX_LINE + 1)
+
+    async def one_request(self) -> None:
+        """Read one request and answer it; any method goes to the routes (so unknown ones get a 405)."""
+        self.request = None
+        line = await self.read_line()
+        for _ in range(8):  # RFC 9112 2.2: ignore empty lines before a request line
+            if line not in (b"\r\n", b"\n"):
+                break
+            line = await self.read_line()
+        if not line:
+            self.close = True
+            return
+        if len(line) > MAX_LINE:
+            await self.refuse(414, f"the request line is longer than {MAX_LINE} bytes")
+            return
+        if await self.read_head(line):
+            await self.dispatch()
+
+    async def read_head(self, line: bytes) -> bool:
+        """The request line and headers; False when a refusal was sent instead."""
+        text = str(line, "iso-8859-1").rstrip("\r\n")
+        words = text.split()
         if len(words) != 3:
-            what = "an HTTP/0.9 request line" if len(words) == 2 else f"a malformed request line {self.requestline!r}"
-            self.send_error(400, f"{what[:200]}; qagent serve speaks HTTP/1.1")
+            what = "an HTTP/0.9 request line" if len(words) == 2 else f"a malformed request line {text!r}"
+            await self.refuse(400, f"{what[:200]}; qagent serve speaks HTTP/1.1")
             return False
-        command, path, version = words
+        method, target, version = words
         number = VERSION_NUMBER.fullmatch(version)
         if number is None:
-            self.send_error(400, f"bad request version {version[:40]!r}")
+            await self.refuse(400, f"bad request version {version[:40]!r}")
             return False
         major_minor = int(number[1]), int(number[2])
         if major_minor >= (2, 0):
-            self.send_error(505, f"invalid HTTP version ({version[5:45]})")
+            await self.refuse(400, f"invalid HTTP version ({version[5:45]}); qagent serve speaks HTTP/1.1")
             return False
-        self.request_version, self.close_connection = version, major_minor < (1, 1)
-        if not METHOD.fullmatch(command):
-            self.send_error(400, f"{command[:50]!r} is not an HTTP method")
+        if not METHOD.fullmatch(method):
+            await self.refuse(400, f"{method[:50]!r} is not an HTTP method")
             return False
-        self.command, self.path = command, "/" + path.lstrip("/") if path.startswith("//") else path
+        self.close = major_minor < (1, 1)
+        reader = HeaderReader()
         try:
-            self.headers = read_headers(self.rfile)  # type: ignore[assignment] - what the handler asks of headers
+            while not reader.feed(await self.read_line()):
+                pass
         except HttpError as exc:
-            self.send_error(exc.status, exc.message)
+            await self.refuse(exc.status, exc.message)
             return False
-        connection = (self.headers.get("Connection") or "").lower()
+        self.request = Request(method, "/" + target.lstrip("/") if target.startswith("//") else target, version)
+        self.request.headers = headers = reader.headers
+        connection = (headers.get("Connection") or "").lower()
         if connection in ("close", "keep-alive"):
-            self.close_connection = connection == "close"
-        expect = (self.headers.get("Expect") or "").lower()
-        return not (expect == "100-continue" and major_minor >= (1, 1) and not self.handle_expect_100())
+            self.close = connection == "close"
+        if (headers.get("Expect") or "").lower() == "100-continue" and major_minor >= (1, 1):
+            try:
+                self.body_length()  # refuse a body the client has not sent yet when it would be refused anyway
+            except HttpError as exc:
+                await self.answer(exc.status, json.dumps(exc.payload()).encode(), exc.headers)
+                return False
+            self.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        return True
 
-    def handle_expect_100(self) -> bool:
-        """Refuse a body the client has not sent yet (before ``100 Continue``) when it would be refused anyway."""
-        try:
-            self._body_length()
-        except HttpError as exc:
-            self._send(exc.status, exc.payload(), exc.headers)
-            return False
-        return super().handle_expect_100()
-
-    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """http.server's own refusals (request line, headers) as JSON, like every answer; the connection closes."""
-        self.close_connection = True
-        if self.request_version in (None, "", "HTTP/0.9"):
-            self.request_version = "HTTP/1.0"  # so a status line and headers are written
-        text = message or self.responses.get(code, ("bad request",))[0]
-        if code == 505:  # HTTP/2 and later
-            code, text = 400, f"{text}; qagent serve speaks HTTP/1.1"
-        elif code >= 500:
-            code = 400
-        if explain:
-            text = f"{text}: {explain}"
-        self._send(code, {"error": text, "hint": REQUEST_LINE_HINT})
-
-    def _body_length(self) -> int:
+    def body_length(self) -> int:
         """The declared body size; an error that closes the connection when the framing is not one we read."""
-        if "Transfer-Encoding" in self.headers:
-            self.close_connection = True
+        headers = self.request.headers if self.request else Headers([])
+        if "Transfer-Encoding" in headers:
+            self.close = True
             raise HttpError(
                 411,
                 "Transfer-Encoding (chunked request bodies) is not supported",
                 hint="send the body with a Content-Length header",
             )
-        values = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        values = {value.strip() for value in headers.get_all("Content-Length") or []}
         if not values:
             return 0
         value = values.pop()
         if values or not re.fullmatch(r"[0-9]{1,19}", value):
-            self.close_connection = True
+            self.close = True
             shown = ", ".join(repr(v[:40]) for v in sorted({value, *values}))
             raise HttpError(400, f"invalid Content-Length {shown}", hint="one Content-Length: the body's size in bytes")
         length = int(value)
         limit = self.server.options.max_body_bytes
         if length > limit:
-            self.close_connection = True  # the body stays unread
+            self.close = True  # the body stays unread
             raise HttpError(
                 413,
                 f"request body of {length} bytes exceeds the limit of {limit}",
@@ -361,30 +442,32 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
             )
         return length
 
-    def _read_exactly(self, length: int, keep: bool = True) -> bytes:
+    async def read_body(self, length: int, keep: bool = True) -> bytes:
         """``length`` body bytes (dropped in pieces when not ``keep``); an early end closes the connection."""
         chunks, left = [], length
         while left:
-            chunk = self.rfile.read(left if keep else min(left, 64 << 10))
+            self.patience()
+            chunk = await self.reader.read(min(left, 1 << 20))
             if not chunk:
-                self.close_connection = True
+                self.close = True
                 raise HttpError(400, f"request body ended after {length - left} of {length} bytes")
             left -= len(chunk)
             if keep:
                 chunks.append(chunk)
         return b"".join(chunks)
 
-    # ------------------------------------------------------------------ plumbing
-
-    def _dispatch(self, method: str) -> None:
-        self.server.track(+1)
+    async def dispatch(self) -> None:
+        request = self.request
+        assert request is not None
+        server = self.server
+        server.active += 1
         reserved = 0
         try:
             try:
-                length = self._body_length()
+                length = self.body_length()
                 if length:
-                    if not self.server.body_budget.acquire(length):
-                        self._read_exactly(length, keep=False)
+                    if not await server.body_budget.acquire(length):
+                        await self.read_body(length, keep=False)
                         raise HttpError(
                             503,
                             "the server is busy: it is reading as many request bytes as it may (--max-inflight)",
@@ -392,18 +475,18 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
                             hint="retry in a second",
                         )
                     reserved = length
-                raw = self._read_exactly(length)
-                name, params = self._route(method)
-                body = None
-                self.binary = b""
-                if method == "POST":
-                    if "Content-Length" not in self.headers and name not in BODY_OPTIONAL:
-                        self.close_connection = True
+                raw = await self.read_body(length)
+                name, params = route(request.method, request.target)
+                body, binary = None, b""
+                if request.method == "POST":
+                    if "Content-Length" not in request.headers and name not in BODY_OPTIONAL:
+                        self.close = True
                         raise HttpError(411, "a POST body needs a Content-Length header")
                     if name in BINARY_ROUTES:
-                        raw, self.binary = split_binary_body(raw, self.headers.get(BINARY_HEADER))
+                        raw, binary = split_binary_body(raw, request.headers.get(BINARY_HEADER))
                     body = parse_json_body(raw, required=name not in BODY_OPTIONAL)
-                status, payload = getattr(self, name)(body, **params)
+                endpoint = getattr(Endpoints(server, binary), name)
+                status, payload = await server.call(functools.partial(endpoint, body, **params))
                 if isinstance(payload, RawAnswer):
                     headers, data = payload.headers, payload.data
                 else:
@@ -412,58 +495,96 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
                 status, headers, data = exc.status, exc.headers, json.dumps(exc.payload()).encode()
             except InputError as exc:
                 status, headers, data = 422, {}, json.dumps({"error": str(exc)}).encode()
-            except OSError:
-                self.close_connection = True
+            except (OSError, TimeoutError, asyncio.IncompleteReadError):
+                self.close = True
                 raise
             except Exception:  # noqa: BLE001 - a bug: say so, keep serving
                 traceback.print_exc(file=sys.stderr)
                 status, headers, data = 500, {}, json.dumps({"error": "internal server error"}).encode()
-            self._send_bytes(status, data, headers)
+            await self.answer(status, data, headers)
         finally:
             if reserved:
-                self.server.body_budget.release(reserved)
-            self.server.track(-1)
+                server.body_budget.release(reserved)
+            server.active -= 1
 
-    def _route(self, method: str) -> tuple[str, dict[str, str]]:
-        try:
-            path = urlsplit(self.path).path.rstrip("/") or "/"
-        except ValueError:  # "http://[" is not a URL
-            raise HttpError(400, f"invalid request target {self.path[:100]!r}") from None
-        for pattern, methods in ROUTES:
-            match = pattern.fullmatch(path)
-            if match:
-                if method not in methods:
-                    allowed = ", ".join(sorted(methods))
-                    raise HttpError(
-                        405, f"{method[:50]} is not allowed on {path[:200]}; use {allowed}", {"Allow": allowed}
-                    )
-                return methods[method], {k: v for k, v in match.groupdict().items()}
-        raise HttpError(
-            404, f"no endpoint at {path[:200]}", hint="see GET /v1/metadata and the v2 routes in docs/serving.md"
-        )
+    async def refuse(self, status: int, message: str) -> None:
+        """A refusal of the request line or headers: JSON like every answer, then the connection closes."""
+        self.close = True
+        await self.answer(status, json.dumps({"error": message, "hint": REQUEST_LINE_HINT}).encode(), {})
 
-    def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
-        self._send_bytes(status, json.dumps(payload, allow_nan=False).encode(), headers or {})
-
-    def _send_bytes(self, status: int, data: bytes, headers: dict[str, str]) -> None:
-        """The whole answer in one write (a status line and headers written apart cost a second syscall)."""
-        self.log_request(status)
+    async def answer(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+        """The whole answer in one write."""
+        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
         lines = [
-            f"{self.protocol_version} {status} {self.responses.get(status, ('',))[0]}",
-            f"Server: {self.server_version}",
+            f"HTTP/1.1 {status} {reason}",
+            f"Server: {SERVER}",
             f"Date: {http_date()}",
             f"Content-Type: {headers.pop('Content-Type', 'application/json')}",
             f"Content-Length: {len(data)}",
         ]
-        if self.close_connection:
+        if self.close:
             lines.append("Connection: close")
         lines += [f"{key}: {value}" for key, value in headers.items()]
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
-        self.wfile.write(head if self.command == "HEAD" else head + data)
-
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - http.server's signature
+        head_only = self.request is not None and self.request.method == "HEAD"
+        self.writer.write(head if head_only else head + data)
+        self.patience()
+        await self.writer.drain()
         if self.server.options.access_log:
-            super().log_message(format, *args)
+            line = f"{self.request.method} {self.request.target} {self.request.version}" if self.request else "-"
+            peer = self.writer.get_extra_info("peername") or ("-",)
+            print(f'{peer[0]} - - [{http_date()}] "{line[:200]}" {status} -', file=sys.stderr)
+
+    async def linger_and_close(self) -> None:
+        """Close gracefully: stop sending, then drop what the client still sends (bounded in bytes and time).
+
+        Closing a socket with unread bytes makes the kernel reset the connection, and a client may
+        then lose the answer it was about to read (a 413, say).
+        """
+        writer = self.writer
+        try:
+            if writer.can_write_eof() and not writer.is_closing():
+                writer.write_eof()
+                left = 2 * self.server.options.max_body_bytes + (64 << 10)
+                deadline = time.monotonic() + LINGER_SECONDS
+                while left > 0 and (remaining := deadline - time.monotonic()) > 0:
+                    chunk = await asyncio.wait_for(self.reader.read(min(64 << 10, left)), remaining)
+                    if not chunk:
+                        break
+                    left -= len(chunk)
+        except (OSError, TimeoutError, asyncio.IncompleteReadError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(OSError, TimeoutError, asyncio.CancelledError):
+                await asyncio.wait_for(writer.wait_closed(), LINGER_SECONDS)
+
+
+def route(method: str, target: str) -> tuple[str, dict[str, str]]:
+    """The endpoint's name and URL parameters for a method and target; 404 or 405 otherwise."""
+    try:
+        path = urlsplit(target).path.rstrip("/") or "/"
+    except ValueError:  # "http://[" is not a URL
+        raise HttpError(400, f"invalid request target {target[:100]!r}") from None
+    for pattern, methods in ROUTES:
+        match = pattern.fullmatch(path)
+        if match:
+            if method not in methods:
+                allowed = ", ".join(sorted(methods))
+                raise HttpError(405, f"{method[:50]} is not allowed on {path[:200]}; use {allowed}", {"Allow": allowed})
+            return methods[method], {k: v for k, v in match.groupdict().items()}
+    raise HttpError(
+        404, f"no endpoint at {path[:200]}", hint="see GET /v1/metadata and the v2 routes in docs/serving.md"
+    )
+
+
+class Endpoints:
+    """The endpoints: each takes the parsed body (and URL parameters) and returns ``(status, payload)``."""
+
+    def __init__(self, server: PolicyServer, binary: bytes = b"") -> None:
+        self.server = server
+        self.binary = binary
+        """The bytes after a v2 request's JSON part (the binary tensor extension)."""
 
     # ------------------------------------------------------------------ observations
 
@@ -516,12 +637,11 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
                 goal_inputs = [goal_inputs]
             if goal_inputs is not None and (not isinstance(goal_inputs, list) or len(goal_inputs) != len(batch)):
                 raise HttpError(400, "'goal_input' must hold one vector per observation")
-            with self.server.inference:
-                actions, q_values, goals = policy.predict_with_goals(batch, goal_inputs)
+            actions, q_values, goals = policy.predict_with_goals(batch, goal_inputs)
             check_finite(q_values)
             names = [policy.goals[g] for g in goals]
             return 200, {"actions": actions.tolist(), "q_values": q_values.tolist(), "goals": names}
-        actions, q_values = self.server.predict(batch)
+        actions, q_values = self.server.policy.predict(batch)
         check_finite(q_values)
         return 200, {"actions": actions.tolist(), "q_values": q_values.tolist()}
 
@@ -533,7 +653,7 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
     def session_act(self, body: dict[str, Any], sid: str) -> tuple[int, Any]:
         session, lock = self.server.sessions.get(sid)
         obs = self._observation(body)
-        with lock, self.server.inference:
+        with lock:
             before = session.snapshot()
             action, q_values = session.step(obs, body.get("goal_input"))
             try:
@@ -601,7 +721,7 @@ class PolicyRequestHandler(BaseHTTPRequestHandler):
         wanted = v2_requested_outputs(body)
         obs = v2_input(body, self.server.policy, self._check_batch_size, self.binary)
         batch, _ = self._checked_batch(obs)
-        actions, q_values = self.server.predict(batch)
+        actions, q_values = self.server.policy.predict(batch)
         check_finite(q_values)
         tensors = {"q_values": (q_values.astype("<f4"), "FP32"), "action": (actions.astype("<i8"), "INT64")}
         outputs, blobs = [], []
@@ -650,8 +770,7 @@ def run_server(
         f"'{server.options.model_name}'; Ctrl-C or SIGTERM stops"
     )
     try:
-        server.serve_forever(poll_interval=0.1)
-        server.drain()
+        server.serve_forever()
     finally:
         server.server_close()
         for sig, handler in previous.items():

@@ -2,12 +2,14 @@
 
 :class:`ByteBudget` caps the request bytes being read and parsed at once over all
 connections; :class:`SessionStore` keeps per-episode sessions, least recently used first, with
-an idle timeout and a maximum count. Both are shared by every connection's thread, so each
-guards its state with a lock; the server (:mod:`qagent.serve.http`) only creates and calls them.
+an idle timeout and a maximum count. The budget lives on the server's event loop; the session
+store guards its state with a lock, as endpoints may run on worker threads. The server
+(:mod:`qagent.serve.http`) only creates and calls them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import threading
 import time
@@ -20,26 +22,44 @@ from qagent.serve.policy import Policy, PolicySession
 
 
 class ByteBudget:
-    """Bytes in flight over all requests: :meth:`acquire` waits (briefly) for room, :meth:`release` frees it."""
+    """Bytes in flight over all requests: :meth:`acquire` waits (briefly) for room, :meth:`release` frees it.
+
+    Used from the server's event loop only, so it needs no lock: waiters are futures that a
+    release wakes to look again.
+    """
 
     def __init__(self, capacity: int, wait: float) -> None:
         self.capacity = capacity
         self.wait = wait
         self.in_use = 0
-        self._room = threading.Condition()
+        self._waiters: list[asyncio.Future[None]] = []
 
-    def acquire(self, size: int) -> bool:
+    async def acquire(self, size: int) -> bool:
         """Take ``size`` bytes (at most :attr:`capacity`); False when there was no room in time."""
-        with self._room:
-            if not self._room.wait_for(lambda: self.in_use + size <= self.capacity, timeout=self.wait):
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.wait
+        while self.in_use + size > self.capacity:
+            left = deadline - loop.time()
+            if left <= 0:
                 return False
-            self.in_use += size
-            return True
+            waiter = loop.create_future()
+            self._waiters.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, left)
+            except TimeoutError:
+                pass
+            finally:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+        self.in_use += size
+        return True
 
     def release(self, size: int) -> None:
-        with self._room:
-            self.in_use -= size
-            self._room.notify_all()
+        self.in_use -= size
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
 
 @dataclass
