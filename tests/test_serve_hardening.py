@@ -498,3 +498,35 @@ def test_b64_dtypes_are_numbers_only(server):
         body = {"obs_b64": base64.b64encode(bytes(12)).decode(), "shape": [3], "dtype": dtype}
         status, answer, _ = call(port, "POST", "/v1/act", body)
         assert status == 422 and answer["error"], dtype
+
+
+def test_a_silent_client_is_disconnected_and_others_are_served(policy, monkeypatch):
+    """The watchdog drops a client that stops mid-request; the event loop serves everyone else meanwhile."""
+    import qagent.serve.http as serve_http
+
+    monkeypatch.setattr(serve_http, "CLIENT_TIMEOUT", 1.0)
+    with serving(policy, model_name="linear") as srv:
+        port = srv.server_address[1]
+        silent = socket.create_connection(("127.0.0.1", port), timeout=10)
+        silent.sendall(b"POST /v1/act HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")  # 99 bytes owed
+        started = time.monotonic()
+        assert call(port, "POST", "/v1/act", {"obs": OBS})[0] == 200  # not held up by the silent one
+        assert silent.recv(100) == b""  # dropped without an answer
+        assert 1.0 <= time.monotonic() - started < 5.0
+        silent.close()
+
+
+@pytest.mark.parametrize("workers", [1, 3])
+def test_concurrent_clients_get_their_own_answers(policy, workers):
+    """On the loop or on worker threads, answers go to the request that asked, batch by batch."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(workers)
+    batches = [rng.normal(size=(int(rng.integers(1, 8)), 3)).astype(np.float32) for _ in range(64)]
+    with serving(policy, model_name="linear", workers=workers) as srv:
+        port = srv.server_address[1]
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda b: call(port, "POST", "/v1/act", {"obs": b.tolist()})[1], batches))
+    for batch, answer in zip(batches, answers):
+        np.testing.assert_allclose(answer["q_values"], policy.q_values(batch), rtol=1e-6)
+        assert answer["actions"] == policy.act(batch).tolist()
