@@ -55,7 +55,7 @@ import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -307,7 +307,7 @@ class Request:
     method: str
     target: str
     version: str
-    headers: Headers = field(default_factory=lambda: Headers([]))
+    headers: Headers
 
 
 class Connection:
@@ -399,8 +399,10 @@ class Connection:
         except HttpError as exc:
             await self.refuse(exc.status, exc.message)
             return False
-        self.request = Request(method, "/" + target.lstrip("/") if target.startswith("//") else target, version)
-        self.request.headers = headers = reader.headers
+        headers = reader.headers
+        self.request = Request(
+            method, "/" + target.lstrip("/") if target.startswith("//") else target, version, headers
+        )
         connection = (headers.get("Connection") or "").lower()
         if connection in ("close", "keep-alive"):
             self.close = connection == "close"
@@ -514,9 +516,8 @@ class Connection:
 
     async def answer(self, status: int, data: bytes, headers: dict[str, str]) -> None:
         """The whole answer in one write."""
-        reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
         lines = [
-            f"HTTP/1.1 {status} {reason}",
+            status_line(status),
             f"Server: {SERVER}",
             f"Date: {http_date()}",
             f"Content-Type: {headers.pop('Content-Type', 'application/json')}",
@@ -558,6 +559,12 @@ class Connection:
             writer.close()
             with contextlib.suppress(OSError, TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(writer.wait_closed(), LINGER_SECONDS)
+
+
+@functools.lru_cache(maxsize=64)
+def status_line(status: int) -> str:
+    reason = HTTPStatus(status).phrase if status in HTTPStatus._value2member_map_ else ""
+    return f"HTTP/1.1 {status} {reason}"
 
 
 def route(method: str, target: str) -> tuple[str, dict[str, str]]:
