@@ -220,7 +220,9 @@ def minigrid_table(results: list[dict[str, Any]], args: argparse.Namespace) -> l
         about = (
             "Target (issue 14): h-DQN ≥ 90% within 2M env steps on each task, 3 seeds, with the one preset "
             "`minigrid-hdqn` and only `--env` changed. `hdqn` (`minigrid-hdqn`) and `dqn` (`minigrid-dqn`) step "
-            "4 envs with the same one-hot planes, `grid-cnn` torso, learning rate and epsilon schedule"
+            "4 envs with the same one-hot planes, `grid-cnn` torso, learning rate and epsilon schedule; `sb3-dqn` "
+            "has neither the grid torso nor double targets, so it runs SB3's MLP (256, 256) on the same planes with "
+            "vanilla targets"
         )
     else:
         about = (
