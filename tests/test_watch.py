@@ -218,3 +218,16 @@ def test_hierarchy_shows_its_goal_on_the_frame(tmp_path):
         assert len(view["q_values"] or [0] * 7) == 7 and view["meanings"][0] == "left"
     finally:
         player.close()
+
+
+def test_a_busy_port_is_one_error_line(exported_cartpole, tmp_path):
+    import socket
+
+    from conftest import run_qagent
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        done = run_qagent("watch", str(exported_cartpole[1].path), "--port", str(port), cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
+    assert "pick another --port" in done.stderr

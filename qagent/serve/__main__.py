@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -95,7 +96,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m qagent.serve") ->
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
-        reason = exc.strerror or str(exc)
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
         print(f"error: cannot listen on {args.host}:{args.port}: {reason} (pick another --port)", file=sys.stderr)
         return 2
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import tempfile
 import threading
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from qagent.config import EnvConfig
-from qagent.errors import CheckpointError
+from qagent.errors import CheckpointError, ConfigError
 from qagent.watch.player import Player
 from qagent.watch.server import Show, WatchServer
 
@@ -94,7 +95,15 @@ def watch(
             raise
         show = Show(players, seed=seed, fps=fps, epsilon=epsilon)
         show.paused = paused
-        server = WatchServer(show, (host, port))
+        try:
+            server = WatchServer(show, (host, port))
+        except OSError as exc:
+            for player in players:
+                player.close()
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise ConfigError(
+                f"cannot listen on {host}:{port}: {reason}", hint="pick another --port (0: any free port)"
+            ) from None
         stopping = threading.Event()
 
         def stop(signum: int, frame: Any) -> None:
@@ -118,8 +127,6 @@ def watch(
 
 def check_same_actions(players: list[Player]) -> None:
     """Two policies side by side must play the same game."""
-    from qagent.errors import ConfigError
-
     if len(players) == 2 and players[0].env_id != players[1].env_id:
         raise ConfigError(
             f"the two policies play different envs ({players[0].env_id} and {players[1].env_id})",
