@@ -61,17 +61,17 @@ class Player:
         self.episodes_done: list[float] = []
         self.last: dict[str, Any] = {}
 
-    def reset(self, seed: int) -> dict[str, Any]:
+    def reset(self, seed: int, epsilon: float = 0.0) -> dict[str, Any]:
         """Start over from episode seed ``seed``; returns the first view."""
         self.seed, self.episode, self.episodes_done = seed, 0, []
         self.rng = np.random.default_rng([seed, 2])
-        return self._new_episode()
+        return self._new_episode(epsilon)
 
-    def _new_episode(self) -> dict[str, Any]:
+    def _new_episode(self, epsilon: float) -> dict[str, Any]:
         self.obs, _ = self.env.reset(seed=self.seed + self.episode)
         self.session.reset()
         self.steps, self.total, self.goals_chosen, self.done = 0, 0.0, [], False
-        self.q_values, self.action, self.explored = self._decide(0.0)
+        self.q_values, self.action, self.explored = self._decide(epsilon)
         return self._view(reward=0.0)
 
     def _decide(self, epsilon: float) -> tuple[np.ndarray, int, bool]:
@@ -94,7 +94,7 @@ class Player:
         """Take the chosen action; the next view (a finished episode's last frame, then a new episode)."""
         if self.done:
             self.episode += 1
-            return self._new_episode()
+            return self._new_episode(epsilon)
         self.obs, reward, terminated, truncated, info = self.env.step(self.action)
         self.steps += 1
         self.total += float(reward)

@@ -122,7 +122,7 @@ class Show:
             started = time.monotonic()
             if reset is not None:
                 self.seed = reset
-                views = [player.reset(reset) for player in self.players]
+                views = [player.reset(reset, epsilon) for player in self.players]
             else:
                 views = [player.step(epsilon) for player in self.players]
             self._publish(views)
