@@ -231,3 +231,15 @@ def test_a_busy_port_is_one_error_line(exported_cartpole, tmp_path):
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in done.stderr
     assert "pick another --port" in done.stderr
+
+
+def test_two_policies_of_different_games_are_refused():
+    from types import SimpleNamespace
+
+    from qagent.errors import ConfigError
+    from qagent.watch.app import check_same_actions
+
+    players = [SimpleNamespace(env_id="CartPole-v1"), SimpleNamespace(env_id="Acrobot-v1")]
+    with pytest.raises(ConfigError, match=r"play different envs \(CartPole-v1 and Acrobot-v1\)"):
+        check_same_actions(players)
+    check_same_actions(players[:1] * 2)  # the same game: fine

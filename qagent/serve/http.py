@@ -79,6 +79,7 @@ from qagent.serve.payloads import (
     v2_requested_outputs,
 )
 from qagent.serve.policy import InputError, Policy, as_numeric_array
+from qagent.serve.signals import shutdown_on_signals
 
 REQUEST_LINE_HINT = "send 'METHOD /path HTTP/1.1', then the headers, then an empty line"
 LINGER_SECONDS = 1.0
@@ -214,9 +215,6 @@ class PolicyServer:
         self.socket.close()
         if self._executor is not None:
             self._executor.shutdown(wait=False)
-
-    def drain(self, timeout: float = 10.0) -> None:
-        """Kept for callers of the threaded server: :meth:`serve_forever` drains before it returns."""
 
     async def _serve(self) -> None:
         stop = asyncio.Event()
@@ -760,25 +758,14 @@ def run_server(
     announce: Callable[[str], None] = print,
 ) -> None:
     """Serve the policy at ``path`` until SIGINT or SIGTERM, then finish requests in flight."""
-    import signal
-
     policy = Policy.load(path)
     server = PolicyServer(policy, (host, port), options)
-    stopping = threading.Event()
-
-    def stop(signum: int, frame: Any) -> None:
-        if not stopping.is_set():
-            stopping.set()
-            threading.Thread(target=server.shutdown, daemon=True).start()
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    announce(
-        f"serving {path} ({policy.describe()}) at {server.url} as model "
-        f"'{server.options.model_name}'; Ctrl-C or SIGTERM stops"
-    )
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with shutdown_on_signals(server.shutdown):
+        announce(
+            f"serving {path} ({policy.describe()}) at {server.url} as model "
+            f"'{server.options.model_name}'; Ctrl-C or SIGTERM stops"
+        )
+        try:
+            server.serve_forever()
+        finally:
+            server.server_close()

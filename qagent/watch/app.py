@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import os
-import signal
 import tempfile
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from qagent.config import EnvConfig
 from qagent.errors import CheckpointError, ConfigError
+from qagent.serve.signals import shutdown_on_signals
 from qagent.watch.player import Player
 from qagent.watch.server import Show, WatchServer
 
@@ -104,25 +103,16 @@ def watch(
             raise ConfigError(
                 f"cannot listen on {host}:{port}: {reason}", hint="pick another --port (0: any free port)"
             ) from None
-        stopping = threading.Event()
-
-        def stop(signum: int, frame: Any) -> None:
-            if not stopping.is_set():
-                stopping.set()
-                threading.Thread(target=server.shutdown, daemon=True).start()
-
-        previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-        show.start()
-        announce(f"watching {' and '.join(p.label for p in players)} at {server.url}; Ctrl-C or SIGTERM stops")
-        if ready is not None:
-            ready(server.url)
-        try:
-            server.serve_forever(poll_interval=0.1)
-        finally:
-            show.stop()
-            server.server_close()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+        with shutdown_on_signals(server.shutdown):
+            show.start()
+            announce(f"watching {' and '.join(p.label for p in players)} at {server.url}; Ctrl-C or SIGTERM stops")
+            if ready is not None:
+                ready(server.url)
+            try:
+                server.serve_forever(poll_interval=0.1)
+            finally:
+                show.stop()
+                server.server_close()
 
 
 def check_same_actions(players: list[Player]) -> None:
