@@ -75,16 +75,30 @@ def command_line() -> str:
     return "python " + " ".join(args)
 
 
+class StoppedError(Exception):
+    """A training run was stopped by SIGINT/SIGTERM; it checkpointed and can be resumed."""
+
+
 def train_run(args: list[str], run_dir: Path) -> dict[str, Any]:
-    """Run ``python -m qagent train ARGS`` (writing ``run_dir``); return its evaluations, run.json and wall time."""
+    """Run ``python -m qagent train ARGS`` (writing ``run_dir``); return its evaluations, run.json and wall time.
+
+    Raises :class:`StoppedError` when the run was stopped by a signal (exit 130 or 143): it has
+    checkpointed, and ``qagent train --resume run_dir`` continues it.
+    """
     started = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "qagent", "train", *args], capture_output=True, text=True)
+    if proc.returncode in (130, 143):
+        raise StoppedError(f"{run_dir.name} was stopped at a checkpoint")
     if proc.returncode:
         raise RuntimeError(f"{run_dir.name} failed:\n{proc.stderr[-3000:]}")
+    return {**read_run(run_dir), "wall_seconds": round(time.perf_counter() - started, 1)}
+
+
+def read_run(run_dir: Path) -> dict[str, Any]:
+    """A run folder's evaluations and run.json."""
     return {
         "evaluations": [json.loads(line) for line in (run_dir / "evaluations.jsonl").read_text().splitlines()],
         "meta": json.loads((run_dir / "run.json").read_text()),
-        "wall_seconds": round(time.perf_counter() - started, 1),
     }
 
 
