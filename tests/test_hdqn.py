@@ -16,6 +16,7 @@ from qagent.config import resolve_config
 from qagent.envs.factory import make_env, make_vector_env
 from qagent.envs.goals import MiniGridObjectGoals, StateIndexGoals
 from qagent.envs.sdp import StochasticDecisionProcess, optimal_value
+from qagent.envs.spaces import describe_observation_space
 from qagent.errors import ConfigError
 from qagent.export import export_checkpoint
 from qagent.plugins.registries import register_env
@@ -272,6 +273,12 @@ def test_hdqn_config_errors(workdir):
     with pytest.raises(ConfigError, match="needs a rectangle per goal") as caught:
         build_agent(mask, gym.spaces.Box(0, 255, (3, 5, 5), np.uint8), gym.spaces.Discrete(7))
     assert "use planes" in caught.value.hint
+    observed = resolve_config(
+        {}, ["agent.name=hdqn", "agent.goal_space=minigrid-objects", "agent.goal_encoding=observed-mask"]
+    )
+    with pytest.raises(ConfigError, match="channels of the observation that show where it is") as caught:
+        build_agent(observed, gym.spaces.Box(0, 255, (3, 5, 5), np.uint8), gym.spaces.Discrete(7))  # MiniGrid's "image"
+    assert "cannot place its goals" in caught.value.hint
 
 
 def test_goal_encodings_draw_the_goal_into_vectors_and_images():
@@ -295,9 +302,36 @@ def test_goal_encodings_draw_the_goal_into_vectors_and_images():
     assert floats(frames.astype(np.float32), np.array([0, 0]))[:, 2].max() == 1.0  # "on" is 1 for floats
     assert GoalEncoding.from_description(mask.describe(), image, 2).masks == mask.masks
     assert GoalEncoding.from_description(None, image, 2).kind == "vector"  # files exported before encodings
+    observed = GoalEncoding("observed-mask", image, n_goals=3, channels=[[1], [0, 1], []])
+    x = observed(frames, np.array([0, 1]))
+    assert x.shape == (2, 3, 4, 6) == (2, *observed.shape) and np.array_equal(x[:, :2], frames)
+    assert np.array_equal(x[0, 2], frames[0, 1]) and np.array_equal(x[1, 2], frames[1].max(axis=0))
+    assert observed(frames, np.array([2, 2]))[:, 2].max() == 0  # a goal no channel shows: an empty plane
+    assert GoalEncoding.from_description(observed.describe(), image, 3).channels == [[1], [0, 1], []]
+    with pytest.raises(ValueError, match="channels of the observation"):
+        GoalEncoding("observed-mask", image, n_goals=1, channels=[[2]])  # the image has channels 0 and 1
 
 
 # ---------------------------------------------------------------------- goal spaces on real games
+
+
+def test_observed_masks_mark_where_each_minigrid_object_lies_in_this_episode():
+    config = resolve_config({}, ["env.id=MiniGrid-UnlockPickup-v0", "env.minigrid.observation=onehot-image"])
+    env = make_env(config.env, training=False)
+    goals = MiniGridObjectGoals(env.observation_space)
+    encoding = GoalEncoding(
+        "observed-mask", describe_observation_space(env.observation_space), len(goals.goals), channels=goals.channels()
+    )
+    for seed in (0, 1):  # the objects move from episode to episode, and the plane follows them (planes are x, y)
+        obs, _ = env.reset(seed=seed)
+        grid = env.unwrapped.grid
+        for g, name in enumerate(goals.goals):
+            plane = encoding(obs[None], np.array([g]))[0, -1]
+            cells = {
+                (i % grid.width, i // grid.width) for i, c in enumerate(grid.grid) if c is not None and c.type == name
+            }
+            assert {tuple(rc) for rc in np.argwhere(plane == 255)} == cells
+    assert MiniGridObjectGoals(gym.spaces.Box(0, 255, (3, 6, 11), np.uint8)).channels() is None  # "image": no planes
 
 
 def test_minigrid_objects_on_a_real_doorkey_game():
@@ -444,16 +478,23 @@ def test_http_sessions_answer_with_the_current_goal(sdp_run):
         server.server_close()
 
 
-def test_minigrid_hierarchy_trains_exports_and_needs_client_goal_inputs(tmp_path):
+FLAT_GRID = ("env.minigrid.observation=flat", ["network.hidden_sizes=[32]"])
+PLANES_WITH_OBSERVED_MASKS = (
+    "env.minigrid.observation=onehot-image",
+    ["network.name=grid-cnn", "network.channels=[8,8]", "agent.goal_encoding=observed-mask"],
+)
+
+
+@pytest.mark.parametrize("observation, network", [FLAT_GRID, PLANES_WITH_OBSERVED_MASKS], ids=["flat", "observed-mask"])
+def test_minigrid_hierarchy_trains_exports_and_needs_client_goal_inputs(tmp_path, observation, network):
     args = [
         "--agent",
         "hdqn",
         "--env",
         "MiniGrid-DoorKey-5x5-v0",
+        *(arg for setting in (observation, *network) for arg in ("--set", setting)),
         "--set",
         "agent.goal_space=minigrid-objects",
-        "--set",
-        "network.hidden_sizes=[32]",
         "--set",
         "agent.controller.learning_starts=100",
         "--set",
@@ -465,7 +506,7 @@ def test_minigrid_hierarchy_trains_exports_and_needs_client_goal_inputs(tmp_path
     ]
     policy = Policy.load(train_and_export(tmp_path, args, 400, "mg"))
     assert policy.metadata["hierarchy"]["goal_space"]["input"] == "client"
-    env = make_env(resolve_config({}, ["env.id=MiniGrid-DoorKey-5x5-v0"]).env, training=False)
+    env = make_env(resolve_config({}, ["env.id=MiniGrid-DoorKey-5x5-v0", observation]).env, training=False)
     obs, _ = env.reset(seed=0)
     session = policy.session()
     with pytest.raises(InputError, match="send 'goal_input'"):

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 
+from qagent.envs.minigrid import OBJECT_TYPES, STATES
 from qagent.errors import ConfigError
 from qagent.plugins.registries import register_goal_space
 from qagent.serve.goals import Clause, GoalTest
@@ -63,6 +64,15 @@ class GoalSpace:
 
         The ``mask`` goal encoding draws it as the controller's goal plane; None (the default)
         when the goal space cannot place its goals in the observation.
+        """
+        return None
+
+    def channels(self) -> list[list[int]] | None:
+        """Per goal, the image observation's channels that show where it is now (their maximum).
+
+        The ``observed-mask`` goal encoding adds that as the controller's goal plane, so a goal whose
+        place changes from episode to episode is marked where it lies; None (the default) when the
+        observation does not show the goals.
         """
         return None
 
@@ -165,6 +175,15 @@ class MiniGridObjectGoals(GoalSpace):
 
     def goal_input(self, env: gym.Env, obs: Any) -> np.ndarray:
         return _minigrid_state(env)
+
+    def channels(self) -> list[list[int]] | None:
+        """With ``onehot-image`` observations, each goal's object-type plane (``door``: every door)."""
+        shape = getattr(self.observation_space, "shape", ())
+        if len(shape) != 3 or shape[0] != OBJECT_TYPES + STATES:  # not env.minigrid.observation=onehot-image
+            return None
+        from minigrid.core.constants import OBJECT_TO_IDX
+
+        return [[OBJECT_TO_IDX[goal]] for goal in self.goals]
 
     def regions(self, env: gym.Env) -> list[Region | None]:
         """The cell of each goal's object (the first closed door for ``door``); None once carried or done."""

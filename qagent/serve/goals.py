@@ -119,7 +119,7 @@ def is_image(observation: dict[str, Any]) -> bool:
     return observation.get("space") == "Box" and len(observation["shape"]) == 3
 
 
-GOAL_ENCODINGS = ("vector", "planes", "mask")
+GOAL_ENCODINGS = ("vector", "planes", "mask", "observed-mask")
 
 
 class GoalEncoding:
@@ -132,6 +132,10 @@ class GoalEncoding:
     - ``mask``: an image observation gets one plane that is on where the goal is (a rectangle
       ``[row0, row1, col0, col1)`` per goal from the goal space), as the paper's Montezuma
       controller saw it.
+    - ``observed-mask``: an image observation gets one plane read from its own channels: per
+      goal, the maximum of the channels that show where it is now (MiniGrid's one-hot planes: the
+      box's channel for ``box``), so goals that move from episode to episode are marked too, and
+      walking to a marked cell is one skill for every goal.
 
     Image encodings keep the observation's dtype ("on" is 255 for bytes, 1 otherwise), so a
     torso scales goal planes like frames and the replay memory stores bytes.
@@ -139,10 +143,16 @@ class GoalEncoding:
     :param kind: one of :data:`GOAL_ENCODINGS`.
     :param observation: the observation space's description (:mod:`qagent.envs.spaces`).
     :param masks: per goal, its rectangle in the observation (``mask`` only).
+    :param channels: per goal, the observation's channels that show where it is (``observed-mask`` only).
     """
 
     def __init__(
-        self, kind: str, observation: dict[str, Any], n_goals: int, masks: list[list[int]] | None = None
+        self,
+        kind: str,
+        observation: dict[str, Any],
+        n_goals: int,
+        masks: list[list[int]] | None = None,
+        channels: list[list[int]] | None = None,
     ) -> None:
         if kind not in GOAL_ENCODINGS:
             raise ValueError(f"unknown goal encoding {kind!r}; choose from {', '.join(GOAL_ENCODINGS)}")
@@ -153,10 +163,19 @@ class GoalEncoding:
             )
         if kind == "mask" and (masks is None or len(masks) != n_goals):
             raise ValueError("the 'mask' goal encoding needs a rectangle per goal from the goal space")
+        if kind == "observed-mask" and (
+            channels is None
+            or len(channels) != n_goals
+            or any(not 0 <= c < observation["shape"][0] for goal in channels for c in goal)
+        ):
+            raise ValueError(
+                "the 'observed-mask' goal encoding needs, per goal, channels of the observation that show where it is"
+            )
         self.kind = kind
         self.observation = observation
         self.n_goals = n_goals
         self.masks = [[int(v) for v in m] for m in masks] if kind == "mask" else None
+        self.channels = [[int(c) for c in goal] for goal in channels] if kind == "observed-mask" else None
         if kind == "vector":
             width = (
                 int(observation["n"]) if observation.get("space") == "Discrete" else int(np.prod(observation["shape"]))
@@ -164,15 +183,18 @@ class GoalEncoding:
             self.shape: tuple[int, ...] = (width + n_goals,)
             self.dtype = np.dtype(np.float32)
         else:
-            channels, height, width = observation["shape"]
-            self.shape = (channels + (1 if kind == "mask" else n_goals), height, width)
+            depth, height, width = observation["shape"]
+            self.shape = (depth + (n_goals if kind == "planes" else 1), height, width)
             self.dtype = np.dtype(observation["dtype"])
-            self._planes = np.zeros((n_goals, self.shape[0] - channels, height, width), dtype=self.dtype)
+            self._planes = np.zeros((n_goals, self.shape[0] - depth, height, width), dtype=self.dtype)
+            self._shows = np.zeros((n_goals, depth), dtype=bool)
+            for g, goal_channels in enumerate(self.channels or []):
+                self._shows[g, goal_channels] = True
             on = 255 if self.dtype == np.uint8 else 1
             for g in range(n_goals):
                 if kind == "planes":
                     self._planes[g, g] = on
-                else:
+                elif kind == "mask":
                     row0, row1, col0, col1 = self.masks[g]
                     self._planes[g, 0, row0:row1, col0:col1] = on
 
@@ -182,11 +204,16 @@ class GoalEncoding:
     ) -> GoalEncoding:
         """The encoding an exported hierarchy's metadata names (``vector`` in files that name none)."""
         description = description or {"kind": "vector"}
-        return cls(description["kind"], observation, n_goals, description.get("masks"))
+        return cls(description["kind"], observation, n_goals, description.get("masks"), description.get("channels"))
 
     def describe(self) -> dict[str, Any]:
-        """For the export metadata: the kind and, for ``mask``, the rectangles."""
-        return {"kind": self.kind, **({"masks": self.masks} if self.masks is not None else {})}
+        """For the export metadata: the kind and, for ``mask``, the rectangles (``observed-mask``: the channels)."""
+        described: dict[str, Any] = {"kind": self.kind}
+        if self.masks is not None:
+            described["masks"] = self.masks
+        if self.channels is not None:
+            described["channels"] = self.channels
+        return described
 
     def __call__(self, obs: np.ndarray, goals: np.ndarray) -> np.ndarray:
         """The controller's input for a batch of observations and their goals."""
@@ -194,7 +221,11 @@ class GoalEncoding:
         if self.kind == "vector":
             codes = np.eye(self.n_goals, dtype=np.float32)[goals]
             return np.concatenate([observation_features(obs, self.observation), codes], axis=1)
-        return np.concatenate([np.asarray(obs, dtype=self.dtype), self._planes[goals]], axis=1)
+        obs = np.asarray(obs, dtype=self.dtype)
+        if self.kind == "observed-mask":
+            shows = self._shows[goals][:, :, None, None]  # (batch, channels, 1, 1): the goal's channels
+            return np.concatenate([obs, np.where(shows, obs, 0).max(axis=1, keepdims=True)], axis=1)
+        return np.concatenate([obs, self._planes[goals]], axis=1)
 
     def zeros(self, batch: int = 1) -> np.ndarray:
         """A placeholder input (when only the meta-controller's outputs are wanted)."""

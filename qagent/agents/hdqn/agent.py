@@ -103,12 +103,12 @@ class HDQNAgent(Agent):
         if requested == "auto":
             kind = "vector" if not is_image(self.observation) else "mask" if masks is not None else "planes"
         try:
-            return GoalEncoding(kind, self.observation, self.n_goals, masks)
+            return GoalEncoding(kind, self.observation, self.n_goals, masks, self.goal_space.channels())
         except ValueError as exc:
             hint = (
                 "use agent.goal_encoding=vector (or auto) with vector observations"
                 if not is_image(self.observation)
-                else f"the {self.config.goal_space} goal space has no masks for this observation: use planes"
+                else f"the {self.config.goal_space} goal space cannot place its goals in this observation: use planes"
             )
             raise ConfigError(f"agent.goal_encoding: {exc}", hint=hint) from None
 

@@ -74,11 +74,12 @@ class HDQNConfig(AgentConfig):
     """Recent attempts per goal behind its success rate (logged, and epsilon_1 with ``success-rate``)."""
     success_epsilon_min: Probability = 0.1
     """The lowest epsilon_1 a goal gets from its success rate."""
-    goal_encoding: Literal["auto", "vector", "planes", "mask"] = "auto"
+    goal_encoding: Literal["auto", "vector", "planes", "mask", "observed-mask"] = "auto"
     """How the controller sees its goal: ``vector`` (one-hot after the flat observation, for vector torsos),
     ``planes`` (a constant plane per goal on an image), ``mask`` (a plane marking where the goal is, from
-    the goal space); ``auto``: ``mask`` on images when the goal space has masks, else ``planes`` on images,
-    else ``vector``."""
+    the goal space), ``observed-mask`` (a plane read from the observation's channels that show the goal,
+    e.g. MiniGrid's box plane); ``auto``: ``mask`` on images when the goal space has masks, else ``planes``
+    on images, else ``vector``."""
     pretrain_steps: NonNegativeInt = 0
     """Env steps of controller pre-training with random goals (epsilon_2 = 1, no meta updates) before joint training."""
 
