@@ -341,7 +341,7 @@ def test_minigrid_objects_on_a_real_doorkey_game():
     obs, _ = env.reset(seed=3)
     grid = env.unwrapped
     present = [1, 1, 1, 0, 0]  # DoorKey has a key, a door and a goal square; no ball, no box
-    assert goals.goal_input(env, obs).tolist() == [0, 0, 0, 0, 0, *present]
+    assert goals.goal_input(env, obs).tolist() == [0, 0, 0, 0, 0, *present, 1]  # hands free
     assert goals.test.valid(goals.goal_input(env, obs)).tolist() == [True, True, True, False, False]
     cells = {(c.type, i % grid.width, i // grid.width) for i, c in enumerate(grid.grid.grid) if c is not None}
     key = next((x, y) for t, x, y in cells if t == "key")
@@ -360,14 +360,14 @@ def test_minigrid_objects_on_a_real_doorkey_game():
     face(key)
     obs, *_ = env.step(grid.actions.pickup)
     x = goals.goal_input(env, obs)
-    assert x.tolist() == [1, 0, 0, 0, 0, *present]  # the carried key still counts as the task's
+    assert x.tolist() == [1, 0, 0, 0, 0, *present, 0]  # the carried key still counts as the task's
     assert goals.test.reached(x).tolist() == [True, False, False, False, False]
     face(door)
     obs, *_ = env.step(grid.actions.toggle)
-    assert goals.goal_input(env, obs).tolist() == [1, 1, 0, 0, 0, *present]
+    assert goals.goal_input(env, obs).tolist() == [1, 1, 0, 0, 0, *present, 0]
     face(goal_square)
     obs, reward, terminated, *_ = env.step(grid.actions.forward)
-    assert terminated and reward > 0 and goals.goal_input(env, obs).tolist() == [1, 1, 1, 0, 0, *present]
+    assert terminated and reward > 0 and goals.goal_input(env, obs).tolist() == [1, 1, 1, 0, 0, *present, 0]
 
 
 # ---------------------------------------------------------------------- learning, export, serving
@@ -511,7 +511,7 @@ def test_minigrid_hierarchy_trains_exports_and_needs_client_goal_inputs(tmp_path
     session = policy.session()
     with pytest.raises(InputError, match="send 'goal_input'"):
         session.act(obs)
-    assert 0 <= session.act(obs, goal_input=[0, 0, 0, 0, 0, 1, 1, 1, 0, 0]) < 7 and session.goal in (
+    assert 0 <= session.act(obs, goal_input=[0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 1]) < 7 and session.goal in (
         "key",
         "door",
         "goal",

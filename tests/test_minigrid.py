@@ -74,6 +74,19 @@ def test_minigrid_objects_offers_only_the_objects_a_task_has():
         MiniGridObjectGoals(env.observation_space, goals=["chest"])
 
 
+def test_the_drop_goal_is_chosen_only_with_something_in_hand():
+    env = _env("MiniGrid-UnlockPickup-v0", "onehot-image")
+    obs, _ = env.reset(seed=0)
+    goals = MiniGridObjectGoals(env.observation_space, goals=["key", "door", "box", "drop"])
+    assert "drop" not in MiniGridObjectGoals(env.observation_space).goals  # only when named
+    x = goals.goal_input(env, obs)
+    assert goals.test.valid(x).tolist() == [True, True, True, False] and goals.test.reached(x)[3]
+    _carry(env, "key")
+    x = goals.goal_input(env, obs)
+    assert goals.test.valid(x).tolist() == [False, True, True, True] and not goals.test.reached(x)[3]
+    assert goals.channels()[3] == [] and goals.regions(env)[3] is None  # nothing to mark or draw
+
+
 def test_annealing_as_a_fraction_of_the_budget():
     schedule = Annealing(start=1.0, end=0.1, fraction=0.1)
     assert schedule.at(0, 1_000_000) == 1.0 and schedule.at(50_000, 1_000_000) == pytest.approx(0.55)

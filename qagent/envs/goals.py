@@ -129,11 +129,12 @@ class StateIndexGoals(GoalSpace):
 
 
 MINIGRID_OBJECTS = ("key", "door", "goal", "ball", "box")
+HANDS_FREE = 2 * len(MINIGRID_OBJECTS)  # the goal input's last entry: the agent carries nothing
 
 
 def _minigrid_state(env: gym.Env) -> np.ndarray:
-    """What the agent has done, then which objects the task has (carried ones count):
-    ``[has_key, doors_open, at_goal, has_ball, has_box, key, door, goal, ball, box]``."""
+    """What the agent has done, which objects the task has (carried ones count), whether its hands are free:
+    ``[has_key, doors_open, at_goal, has_ball, has_box, key, door, goal, ball, box, hands_free]``."""
     grid_env = env.unwrapped
     carrying = getattr(grid_env, "carrying", None)
     carried = carrying.type if carrying is not None else None
@@ -148,19 +149,21 @@ def _minigrid_state(env: gym.Env) -> np.ndarray:
         carried == "ball",
         carried == "box",
     ]
-    return np.array(done + [name in present for name in MINIGRID_OBJECTS], dtype=np.uint8)
+    return np.array(done + [name in present for name in MINIGRID_OBJECTS] + [carried is None], dtype=np.uint8)
 
 
 @register_goal_space("minigrid-objects")
 class MiniGridObjectGoals(GoalSpace):
     """MiniGrid's objects as goals: pick up the key, open the doors, reach the goal square, pick up
-    the ball or the box.
+    the ball or the box; and, when named in ``goals: [...]``, ``drop``: carry nothing.
 
     Read from the env's grid, so it works on any MiniGrid task with these objects (DoorKey,
     KeyCorridor, UnlockPickup, MultiRoom, ...): a goal is chosen only in tasks that have its
     object. The goal input is ``[has_key, doors_open, at_goal, has_ball, has_box]`` (``doors_open``:
     every door of the grid is open), then whether the task has a key, a door, a goal square, a
-    ball and a box.
+    ball and a box, then whether the agent's hands are free. ``drop`` (chosen only while carrying
+    something) splits "pick up the box" in tasks where the key is still in hand (UnlockPickup) into
+    two options a controller can find by chance.
     """
 
     input = "client"
@@ -168,10 +171,10 @@ class MiniGridObjectGoals(GoalSpace):
 
     def __init__(self, observation_space: gym.Space, goals: list[str] | None = None) -> None:
         super().__init__(observation_space)
-        self.goals = self.pick(goals, self.ALL, "MiniGrid")
-        self.reached_when = [[(self.ALL[g], 1, 1)] for g in self.goals]
+        self.goals = self.pick(goals or list(MINIGRID_OBJECTS), [*MINIGRID_OBJECTS, "drop"], "MiniGrid")
         present = len(MINIGRID_OBJECTS)
-        self.requires = [[(present + self.ALL[g], 1, 1)] for g in self.goals]
+        self.reached_when = [[(HANDS_FREE, 1, 1)] if g == "drop" else [(self.ALL[g], 1, 1)] for g in self.goals]
+        self.requires = [[(HANDS_FREE, 0, 0)] if g == "drop" else [(present + self.ALL[g], 1, 1)] for g in self.goals]
 
     def goal_input(self, env: gym.Env, obs: Any) -> np.ndarray:
         return _minigrid_state(env)
@@ -183,7 +186,7 @@ class MiniGridObjectGoals(GoalSpace):
             return None
         from minigrid.core.constants import OBJECT_TO_IDX
 
-        return [[OBJECT_TO_IDX[goal]] for goal in self.goals]
+        return [[OBJECT_TO_IDX[goal]] if goal in OBJECT_TO_IDX else [] for goal in self.goals]
 
     def regions(self, env: gym.Env) -> list[Region | None]:
         """The cell of each goal's object (the first closed door for ``door``); None once carried or done."""
