@@ -343,3 +343,40 @@ def test_evaluation_epsilon_reaches_the_goal_level(corridor_run):
         assert [k.epsilon for k in keepers] == [0.5] * 3 and keepers[0].rng is keepers[2].rng
         explore_goals(actor, 0.0, seed=0)  # a greedy evaluation after it is greedy at the goal level too
         assert [k.epsilon for k in keepers] == [0.0] * 3
+
+
+def test_controller_memory_builds_observed_masks_from_the_stored_grids(workdir):
+    """MiniGrid planes with observed masks: D1 keeps the grid alone and reads each goal's plane
+    from it when sampling, as the actor did when it acted."""
+    config = resolve_config(
+        {},
+        [
+            "agent.name=hdqn",
+            "env.id=MiniGrid-UnlockPickup-v0",
+            "env.minigrid.observation=onehot-image",
+            "network.name=grid-cnn",
+            "agent.goal_space=minigrid-objects",
+            "agent.goal_encoding=observed-mask",
+            "agent.max_option_steps=10",
+            "replay.capacity=1000",
+            "tracking.enabled=false",
+        ],
+    )
+    envs = make_vector_env(config.env, 2)
+    agent = build_agent(config, envs.single_observation_space, envs.single_action_space)
+    memory = agent.make_memory(config, envs, seed=0)
+    d1 = memory.controller
+    encoded: list[np.ndarray] = []
+    add = d1.add
+
+    def recording_add(obs, action, reward, next_obs, terminated, truncated, envs=None, *, goals, continues):
+        encoded.extend(agent.encoding(obs, goals))
+        return add(obs, action, reward, next_obs, terminated, truncated, envs, goals=goals, continues=continues)
+
+    d1.add = recording_add
+    Collector(envs, agent.actor(None, envs, memory, seed=0), seed=0).collect(150, 0)
+    slots = _arrival_order(d1.storage)
+    batch = d1.encode(d1.storage.get(slots))
+    assert len(encoded) == len(slots) == 300 and batch.obs.shape[1:] == (16, 11, 6)
+    assert all(np.array_equal(batch.obs[k].numpy(), x) for k, x in enumerate(encoded))
+    assert batch.obs[:, -1].amax() == 255  # the goals' objects are marked
