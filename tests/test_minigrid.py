@@ -83,7 +83,14 @@ def test_the_drop_goal_is_chosen_only_with_something_in_hand():
     assert goals.test.valid(x).tolist() == [True, True, True, False] and goals.test.reached(x)[3]
     _carry(env, "key")
     x = goals.goal_input(env, obs)
-    assert goals.test.valid(x).tolist() == [False, True, True, True] and not goals.test.reached(x)[3]
+    assert goals.test.valid(x).tolist() == [False, True, True, False]  # no drop while a door is closed
+    door = next(c for c in env.unwrapped.grid.grid if c is not None and c.type == "door")
+    door.is_locked, door.is_open = False, True
+    x = goals.goal_input(env, obs)
+    assert goals.test.valid(x).tolist() == [False, False, True, True] and not goals.test.reached(x)[3]
+    key, env.unwrapped.carrying = env.unwrapped.carrying, None
+    env.unwrapped.place_obj(key)  # dropped on the floor: not taken again once the doors are open
+    assert goals.test.valid(goals.goal_input(env, obs)).tolist() == [False, False, True, False]
     assert goals.channels()[3] == [] and goals.regions(env)[3] is None  # nothing to mark or draw
 
 

@@ -162,8 +162,9 @@ class MiniGridObjectGoals(GoalSpace):
     object. The goal input is ``[has_key, doors_open, at_goal, has_ball, has_box]`` (``doors_open``:
     every door of the grid is open), then whether the task has a key, a door, a goal square, a
     ball and a box, then whether the agent's hands are free. ``drop`` (chosen only while carrying
-    something) splits "pick up the box" in tasks where the key is still in hand (UnlockPickup) into
-    two options a controller can find by chance.
+    something, once every door is open) splits "pick up the box" in tasks where the key is still in
+    hand (UnlockPickup) into two options a controller can find by chance; with it, ``key`` is chosen
+    only while a door is closed.
     """
 
     input = "client"
@@ -175,6 +176,13 @@ class MiniGridObjectGoals(GoalSpace):
         present = len(MINIGRID_OBJECTS)
         self.reached_when = [[(HANDS_FREE, 1, 1)] if g == "drop" else [(self.ALL[g], 1, 1)] for g in self.goals]
         self.requires = [[(HANDS_FREE, 0, 0)] if g == "drop" else [(present + self.ALL[g], 1, 1)] for g in self.goals]
+        if "drop" in self.goals:
+            # A key serves to open doors: taken only while one is closed, dropped only once all are
+            # open, so key and drop cannot undo each other in a loop that always succeeds.
+            doors_open = self.ALL["door"]
+            for g, goal in enumerate(self.goals):
+                if goal in ("key", "drop"):
+                    self.requires[g].append((doors_open, int(goal == "drop"), int(goal == "drop")))
 
     def goal_input(self, env: gym.Env, obs: Any) -> np.ndarray:
         return _minigrid_state(env)
