@@ -111,6 +111,19 @@ def _collect(overrides: list[str], steps: int):
     return agent, memory, actor
 
 
+def record_encoded_adds(d1, encoding) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Wrap D1's ``add`` so each transition's encoded ``(s, g)`` and ``(s', g)`` are kept, in arrival order."""
+    recorded: list[tuple[np.ndarray, np.ndarray]] = []
+    add = d1.add
+
+    def recording_add(obs, action, reward, next_obs, terminated, truncated, envs=None, *, goals, continues):
+        recorded.extend(zip(encoding(obs, goals), encoding(next_obs, goals), strict=True))
+        return add(obs, action, reward, next_obs, terminated, truncated, envs, goals=goals, continues=continues)
+
+    d1.add = recording_add
+    return recorded
+
+
 def _arrival_order(buffer: ReplayBuffer) -> np.ndarray:
     slots = np.flatnonzero(buffer.valid)
     return slots[np.argsort(buffer.transition_id[slots])]
@@ -140,20 +153,7 @@ def test_controller_memory_builds_the_inputs_it_used_to_store(workdir):
     assert agent.encoding.kind == "mask" and agent.encoding.shape == (5, 84, 84)
     memory = agent.make_memory(config, envs, seed=0)
     d1 = memory.controller
-    stored_whole: list[tuple[np.ndarray, np.ndarray]] = []  # what D1 stored before: encoded (s, g) and (s', g)
-    add = d1.add
-
-    def recording_add(obs, action, reward, next_obs, terminated, truncated, envs=None, *, goals, continues):
-        for row in range(len(action)):
-            stored_whole.append(
-                (
-                    agent.encoding(obs[row : row + 1], goals[row : row + 1])[0],
-                    agent.encoding(next_obs[row : row + 1], goals[row : row + 1])[0],
-                )
-            )
-        return add(obs, action, reward, next_obs, terminated, truncated, envs, goals=goals, continues=continues)
-
-    d1.add = recording_add
+    stored_whole = record_encoded_adds(d1, agent.encoding)  # what D1 stored before: encoded (s, g) and (s', g)
     Collector(envs, agent.actor(None, envs, memory, seed=0), seed=0).collect(400, 0)
     storage = d1.storage
     slots = _arrival_order(storage)
@@ -366,15 +366,9 @@ def test_controller_memory_builds_observed_masks_from_the_stored_grids(workdir):
     agent = build_agent(config, envs.single_observation_space, envs.single_action_space)
     memory = agent.make_memory(config, envs, seed=0)
     d1 = memory.controller
-    encoded: list[np.ndarray] = []
-    add = d1.add
-
-    def recording_add(obs, action, reward, next_obs, terminated, truncated, envs=None, *, goals, continues):
-        encoded.extend(agent.encoding(obs, goals))
-        return add(obs, action, reward, next_obs, terminated, truncated, envs, goals=goals, continues=continues)
-
-    d1.add = recording_add
+    pairs = record_encoded_adds(d1, agent.encoding)
     Collector(envs, agent.actor(None, envs, memory, seed=0), seed=0).collect(150, 0)
+    encoded = [obs for obs, _ in pairs]
     slots = _arrival_order(d1.storage)
     batch = d1.encode(d1.storage.get(slots))
     assert len(encoded) == len(slots) == 300 and batch.obs.shape[1:] == (16, 11, 6)

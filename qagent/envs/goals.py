@@ -181,8 +181,10 @@ class MiniGridObjectGoals(GoalSpace):
             # open, so key and drop cannot undo each other in a loop that always succeeds.
             doors_open = self.ALL["door"]
             for g, goal in enumerate(self.goals):
-                if goal in ("key", "drop"):
-                    self.requires[g].append((doors_open, int(goal == "drop"), int(goal == "drop")))
+                if goal == "key":
+                    self.requires[g].append((doors_open, 0, 0))
+                elif goal == "drop":
+                    self.requires[g].append((doors_open, 1, 1))
 
     def goal_input(self, env: gym.Env, obs: Any) -> np.ndarray:
         return _minigrid_state(env)
