@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shutil
 import statistics
 import subprocess
 import sys
@@ -153,6 +154,8 @@ def train_or_resume(cmd: list[str], run: Path) -> dict[str, Any] | None:
         return {**read_run(run), **ledger}
     if meta.get("last_checkpoint"):
         cmd = ["--resume", str(run), "--no-track", "--no-progress"]
+    elif run.exists():  # stopped before its first checkpoint: nothing to resume, and qagent would pick "<name>-2"
+        shutil.rmtree(run)
     started = time.perf_counter()
     try:
         done = train_run(cmd, run)
