@@ -6,7 +6,8 @@
    and the Adam step, one thread. MultiRoom's 25x25 grid is why its benchmark rows use the view.
 2. How often 50 (and 100) random actions take UnlockPickup's box from "key in hand, door open"
    (and from empty hands): the chance that the ``box`` option is ever paid while the
-   controller still explores at random.
+   controller still explores at random; and how often they destroy it instead (MiniGrid's
+   ``toggle`` on a box replaces it with its contents, nothing here, so the game cannot be won).
 
     python benchmarks/minigrid_probes.py
 """
@@ -72,11 +73,12 @@ def update_ms(shape: tuple[int, ...]) -> float:
     return (time.perf_counter() - started) / REPEATS * 1000
 
 
-def random_box_rate(steps: int, key_in_hand: bool) -> float:
-    """Random actions from the start position with the door open (and the key carried or gone)."""
+def random_box_rates(steps: int, key_in_hand: bool) -> dict[str, float]:
+    """Random actions from the start position with the door open (and the key carried or gone):
+    the share of episodes that took the box, and the share that destroyed it first."""
     env = gym.make("MiniGrid-UnlockPickup-v0")
     rng = np.random.default_rng(0)
-    taken = 0
+    taken = destroyed = 0
     for trial in range(TRIALS):
         env.reset(seed=trial)
         game = env.unwrapped
@@ -90,7 +92,10 @@ def random_box_rate(steps: int, key_in_hand: bool) -> float:
             if game.carrying is not None and game.carrying.type == "box":
                 taken += 1
                 break
-    return taken / TRIALS
+            if not any(cell is not None and cell.type == "box" for cell in game.grid.grid):
+                destroyed += 1
+                break
+    return {"taken": taken / TRIALS, "destroyed": destroyed / TRIALS}
 
 
 def main() -> None:
@@ -101,7 +106,7 @@ def main() -> None:
         shape = (channels + N_GOALS, *cells)
         updates[name] = {"shape": list(shape), "update_ms": round(update_ms(shape), 1)}
     rates = {
-        f"{steps} steps, {'key in hand' if key else 'empty hands'}": random_box_rate(steps, key)
+        f"{steps} steps, {'key in hand' if key else 'empty hands'}": random_box_rates(steps, key)
         for steps in (50, 100)
         for key in (True, False)
     }
@@ -113,11 +118,12 @@ def main() -> None:
         "|---|---|---:|",
         *(f"| {name} | {'x'.join(map(str, u['shape']))} | {u['update_ms']} |" for name, u in updates.items()),
         "",
-        f"UnlockPickup: how often random actions take the box with the door open ({TRIALS} episodes each):",
+        f"UnlockPickup: how often random actions take the box with the door open, and how often they "
+        f"destroy it first (`toggle` on a box leaves nothing; {TRIALS} episodes each):",
         "",
-        "| random actions | box taken |",
-        "|---|---:|",
-        *(f"| {name} | {rate:.1%} |" for name, rate in rates.items()),
+        "| random actions | box taken | box destroyed |",
+        "|---|---:|---:|",
+        *(f"| {name} | {r['taken']:.1%} | {r['destroyed']:.1%} |" for name, r in rates.items()),
     ]
     publish(
         "minigrid-probes",
