@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -94,10 +95,11 @@ def train(agent: str, seed: int, args: argparse.Namespace, root: Path) -> dict[s
         cmd += ["--total-steps", str(args.steps), "--set", f"eval.every={args.eval_every}"]
     for setting in [*task.get("settings", []), *args.set]:
         cmd += ["--set", setting]
+    stop = ["--set", f"eval.stop_at_success={args.stop_at_success}"] if args.stop_at_success is not None else []
     if args.save_buffer:
         cmd.append("--save-buffer")
     run = root / name
-    done = train_or_resume(cmd, run)
+    done = train_or_resume([*cmd, *stop], run, stop)
     if done is None:
         return None
     evaluations, meta = done["evaluations"], done["meta"]
@@ -107,7 +109,7 @@ def train(agent: str, seed: int, args: argparse.Namespace, root: Path) -> dict[s
     result = {
         "agent": agent,
         "seed": seed,
-        "settings": [*task.get("settings", []), *args.set],
+        "settings": [*task.get("settings", []), *args.set, *stop[1:]],
         "steps": meta["step"],
         "episodes": len(returns),
         "train_last_1000": round(statistics.mean(returns[-1000:]), 4),
@@ -137,13 +139,13 @@ def train(agent: str, seed: int, args: argparse.Namespace, root: Path) -> dict[s
     return result
 
 
-def train_or_resume(cmd: list[str], run: Path) -> dict[str, Any] | None:
+def train_or_resume(cmd: list[str], run: Path, resume_settings: Sequence[str] = ()) -> dict[str, Any] | None:
     """Train a run, or continue it where an earlier call stopped it (SIGTERM to its ``qagent train``).
 
     With ``--keep-runs`` a long run can span several sittings: stop it, run the same command
     again, and it resumes from its newest checkpoint (a finished run is read, not retrained).
     Training and wall time add up over the sittings in ``benchmark-time.json``. Returns None
-    when the run was stopped.
+    when the run was stopped. ``resume_settings`` (``--set`` pairs) apply to a resumed run too.
     """
     ledger_path = run / "benchmark-time.json"
     ledger = (
@@ -153,7 +155,7 @@ def train_or_resume(cmd: list[str], run: Path) -> dict[str, Any] | None:
     if meta.get("status") == "finished":
         return {**read_run(run), **ledger}
     if meta.get("last_checkpoint"):
-        cmd = ["--resume", str(run), "--no-track", "--no-progress"]
+        cmd = ["--resume", str(run), "--no-track", "--no-progress", *resume_settings]
     elif run.exists():  # stopped before its first checkpoint: nothing to resume, and qagent would pick "<name>-2"
         shutil.rmtree(run)
     started = time.perf_counter()
@@ -266,6 +268,7 @@ def minigrid_table(results: list[dict[str, Any]], args: argparse.Namespace) -> l
             values = [e[2] for r in results if r["agent"] == agent for e in r["evaluations"] if e[0] == step]
             cells.append(f"{statistics.mean(values):.0%}" if values else "")
         curve_rows.append(f"| {step:,} | " + " | ".join(cells) + " |")
+    task_settings = set(TASKS[args.task].get("settings", []))
     if args.task in MINIGRID_TASKS:
         about = (
             "Target (issue 14): h-DQN ≥ 90% within 2M env steps on each task, 3 seeds, with the one preset "
@@ -282,6 +285,19 @@ def minigrid_table(results: list[dict[str, Any]], args: argparse.Namespace) -> l
             "Target (issue 6): h-DQN ≥ 95% within 1M env steps, flat DQN far below. `hdqn` and `dqn` step 4 envs "
             "with the same one-hot grid observation, network, learning rate and epsilon schedule"
         )
+    extra = {
+        agent: sorted({s for r in results if r["agent"] == agent for s in r.get("settings") or []} - task_settings)
+        for agent in agents
+    }
+    if any(extra.values()):
+        about += ". Settings beyond that: " + "; ".join(
+            f"{agent} " + ", ".join(f"`{s}`" for s in named) for agent, named in extra.items() if named
+        )
+        if any(s.startswith("eval.stop_at_success=") for named in extra.values() for s in named):
+            about += (
+                " (`eval.stop_at_success=P`: a run ends at its first periodic evaluation with at least that "
+                "success rate, and its final evaluation runs there)"
+            )
     protocols = sorted({r.get("protocol") or "greedy (ε=0)" for r in results})
     return [
         f"Success rate (episodes with a positive return: the task done) over {len(set(r['seed'] for r in results))} "
@@ -361,6 +377,13 @@ def main() -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="a config override for every run (repeatable)"
     )
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--stop-at-success",
+        type=float,
+        metavar="P",
+        help="end each run at its first periodic evaluation with at least this success rate (eval.stop_at_success; "
+        "its final evaluation still runs); also applies to runs resumed with --keep-runs",
+    )
     parser.add_argument("--results", help="also append each run's result to this JSON-lines file")
     parser.add_argument("--from-results", nargs="+", metavar="FILE", help="build the table from saved results")
     parser.add_argument("--keep-runs", metavar="DIR", help="write the runs here (kept) instead of a temporary folder")

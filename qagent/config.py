@@ -232,6 +232,34 @@ class EvalConfig(Section):
     """Record one evaluation episode every this many env steps (and at the end) and log it to MLflow."""
     video_format: Literal["gif", "mp4"] = "gif"
     """File format of training videos (mp4 needs imageio-ffmpeg)."""
+    stop_at_return: float | None = None
+    """Stop training once a periodic evaluation's mean return reaches this; the final evaluation still runs."""
+    stop_at_success: Probability | None = None
+    """Stop training once a periodic evaluation's success rate (episodes with a positive return) reaches this."""
+
+    def targets(self) -> dict[str, tuple[str, float]]:
+        """The ``stop_at_*`` targets set: the evaluation record's field -> (setting, value)."""
+        named = {
+            "mean": ("eval.stop_at_return", self.stop_at_return),
+            "success_rate": ("eval.stop_at_success", self.stop_at_success),
+        }
+        return {field: (name, value) for field, (name, value) in named.items() if value is not None}
+
+    def target_met(self, record: dict[str, Any] | None) -> bool:
+        """Whether an evaluation record reaches every ``stop_at_*`` target set (never when none is)."""
+        targets = self.targets()
+        return bool(record and targets) and all(record[field] >= value for field, (_, value) in targets.items())
+
+    def describe_targets(self) -> str:
+        return ", ".join(f"{name}={value:g}" for name, value in self.targets().values())
+
+    def check(self, run: Any) -> None:
+        if self.every is None and self.targets():
+            raise ConfigError(
+                "eval.stop_at_return and eval.stop_at_success are checked at periodic evaluations, "
+                "but eval.every is null",
+                hint="set eval.every (e.g. --set eval.every=10000)",
+            )
 
 
 class DistributedConfig(Section):

@@ -15,7 +15,7 @@ from conftest import TINY
 
 from qagent.agents.base import GreedyActor, Span
 from qagent.config import resolve_config
-from qagent.errors import CheckpointError
+from qagent.errors import CheckpointError, ConfigError
 from qagent.training.checkpoint import load_checkpoint
 from qagent.training.evaluation import Evaluator, evaluate_checkpoint
 from qagent.training.loop import resume_training, start_training
@@ -164,6 +164,31 @@ def test_max_episodes_stops_training_and_refuses_a_resume_past_it(workdir):
     assert result.episodes == 4 and result.step < 5000 and not result.interrupted
     with pytest.raises(CheckpointError, match="already reached train.max_episodes"):
         resume_training("runs/ep", [], progress=False)
+
+
+def test_an_evaluation_target_stops_training_and_a_resume_past_it_is_refused(workdir):
+    """``eval.stop_at_success``: the first periodic evaluation that reaches it ends training (the
+    final evaluation still runs); every target set must be met; a resume past it is refused with
+    a hint, and clearing the target continues the run. Every CartPole return is positive."""
+    sets = ("train.total_steps=3000", "train.save_buffer=true", "eval.every=500")
+    met = start_training(tiny_config(*sets, "eval.stop_at_success=1.0"), run_name="met", progress=False)
+    records = [json.loads(line) for line in (met.run_dir / "evaluations.jsonl").read_text().splitlines()]
+    assert not met.interrupted and met.step < 3000
+    assert [r["final"] for r in records] == [False, True] and records[0]["step"] == met.step
+    assert json.loads((met.run_dir / "run.json").read_text())["status"] == "finished"
+    with pytest.raises(CheckpointError, match=r"stopped at step .*reached eval.stop_at_success=1") as caught:
+        resume_training(met.run_dir, [], progress=False)
+    assert "eval.stop_at_success=null" in caught.value.hint
+    assert resume_training(met.run_dir, ["eval.stop_at_success=null"], progress=False).step == 3000
+    unmet = start_training(
+        tiny_config(*sets, "train.total_steps=1000", "eval.stop_at_success=1.0", "eval.stop_at_return=1e9"),
+        run_name="unmet",
+        progress=False,
+    )
+    assert unmet.step == 1000
+    with pytest.raises(ConfigError, match="eval.every is null") as caught:
+        tiny_config("eval.every=null", "eval.stop_at_return=100")
+    assert "eval.every" in caught.value.hint
 
 
 def test_checkpoints_from_before_the_one_loop_evaluate_but_do_not_resume(workdir):

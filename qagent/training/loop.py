@@ -149,6 +149,7 @@ class Trainer:
         self.episodes = 0
         self.last_eval: dict[str, Any] | None = None
         self.best_eval: dict[str, Any] | None = None
+        self.target_eval: dict[str, Any] | None = None  # the periodic evaluation that met eval.stop_at_*
         self.recent_returns: deque[float] = deque(maxlen=20)
         self.window = MetricWindow()
         self._bar: TrainingProgress | None = None
@@ -222,9 +223,13 @@ class Trainer:
         return self._finish(interrupted, start_step, train_seconds, signal=stop.signum)
 
     def done(self) -> bool:
-        """Whether training reached ``train.total_steps`` (or ``train.max_episodes``)."""
+        """Whether training reached ``train.total_steps``, ``train.max_episodes`` or an ``eval.stop_at_*`` target."""
         limit = self.config.train.max_episodes
-        return self.step >= self.config.train.total_steps or (limit is not None and self.episodes >= limit)
+        return (
+            self.step >= self.config.train.total_steps
+            or (limit is not None and self.episodes >= limit)
+            or self.config.eval.target_met(self.target_eval)
+        )
 
     def run_chunk(self) -> list[Episode]:
         """Collect up to the next training point, then let the agent learn what is due."""
@@ -271,8 +276,13 @@ class Trainer:
         if span.crossings(cfg.train.log_every):
             self._log_window(steps_per_second)
         if cfg.eval.every and span.crossings(cfg.eval.every):
-            self.evaluate(cfg.eval.episodes)
+            record = self.evaluate(cfg.eval.episodes)
             self._clock = (time.perf_counter(), self.step)  # steps/s leaves evaluation out
+            if cfg.eval.target_met(record):
+                self.target_eval = record
+                self._print(
+                    f"step {self.step:>9,}  the evaluation reached {cfg.eval.describe_targets()}: training stops"
+                )
         if cfg.eval.video_every and span.crossings(cfg.eval.video_every):
             self.record_video()
         if cfg.train.checkpoint_every and span.crossings(cfg.train.checkpoint_every):
@@ -461,6 +471,7 @@ class Trainer:
             "buffer_file": buffer_file,
             "last_eval": self.last_eval,
             "best_eval": self.best_eval,
+            "target_eval": self.target_eval,
             "mlflow_run_id": self.tracker.run_id,
             "tracking": {"logged": dict(self.tracker.logged)},
             "window": self.window.state_dict(),
@@ -516,6 +527,7 @@ class Trainer:
         self.episodes = int(checkpoint["episodes"])
         self.last_eval = checkpoint.get("last_eval")
         self.best_eval = checkpoint.get("best_eval")
+        self.target_eval = checkpoint.get("target_eval")
         self.window.load_state_dict(checkpoint["window"])  # the log window in progress, so logged means match
         self._final_done = bool(checkpoint.get("final_done", self.step >= self.config.train.total_steps))
         buffer_file = checkpoint.get("buffer_file")
@@ -683,6 +695,13 @@ def resume_training(
         raise CheckpointError(
             f"run {run.root} already reached train.max_episodes ({checkpoint['episodes']})",
             hint=f"continue it for longer with --set train.max_episodes={2 * limit}",
+        )
+    target = checkpoint.get("target_eval")
+    if finished and config.eval.target_met(target):
+        raise CheckpointError(
+            f"run {run.root} stopped at step {checkpoint['step']:,}: its evaluation there reached "
+            f"{config.eval.describe_targets()}",
+            hint="continue it past the target with --set eval.stop_at_return=null --set eval.stop_at_success=null",
         )
     recorded = list(plugins) if plugins is not None else checkpoint.get("plugins", [])
     with terminate_raises():
