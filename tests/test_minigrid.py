@@ -119,9 +119,9 @@ def test_one_hdqn_preset_trains_on_other_tasks_with_only_the_env_changed(env_id,
     result = start_training(load_config("minigrid-hdqn", sets), run_name="m", progress=False)
     assert result.step == 800 and result.last_eval is not None and result.last_eval["final"]
     meta = json.loads((result.run_dir / "run.json").read_text())
-    assert set(meta["goals"]) == {"key", "door", "goal", "ball", "box"}
+    assert set(meta["goals"]) == {"key", "door", "goal", "ball", "box", "drop"}
     chosen = {name for name, goal in meta["goals"].items() if goal["chosen"]}
-    assert chosen and chosen <= {"key", "door", "goal", "ball", "box"} - (
+    assert chosen and chosen <= {"key", "door", "goal", "ball", "box", "drop"} - (
         {"goal", "box"}
         if "KeyCorridor" in env_id
         else {"goal", "ball"}
