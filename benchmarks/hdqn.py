@@ -301,7 +301,8 @@ def minigrid_table(results: list[dict[str, Any]], args: argparse.Namespace) -> l
     protocols = sorted({r.get("protocol") or "greedy (ε=0)" for r in results})
     return [
         f"Success rate (episodes with a positive return: the task done) over {len(set(r['seed'] for r in results))} "
-        f"seeds, evaluated every {args.eval_every:,} env steps (50 episodes) and at the end (200 episodes); "
+        f"seeds, evaluated every {evaluation_interval(results, agents)} env steps (50 episodes) and at the end "
+        "(200 episodes); "
         f"protocol: {', '.join(protocols)}. {about}; `sb3-dqn` is Stable-Baselines3's DQN learner in qagent's "
         "loop (`qagent train`), same env and settings, one env. Episode length: the final evaluation's mean "
         "(a stalled policy runs to the env's step limit).",
@@ -319,6 +320,14 @@ def minigrid_table(results: list[dict[str, Any]], args: argparse.Namespace) -> l
         "",
         "</details>",
     ]
+
+
+def evaluation_interval(results: list[dict[str, Any]], agents: list[str]) -> str:
+    """The runs' periodic evaluation interval ("25,000"), per agent where they differ."""
+    first = {a: min(e[0] for r in results if r["agent"] == a for e in r["evaluations"]) for a in agents}
+    if len(set(first.values())) == 1:
+        return f"{next(iter(first.values())):,}"
+    return ", ".join(f"{step:,} ({agent})" for agent, step in first.items())
 
 
 def montezuma_table(results: list[dict[str, Any]]) -> list[str]:
