@@ -45,6 +45,10 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import DOCS, StoppedError, publish, read_run, train_run  # noqa: E402
 
+from qagent.config import load_config  # noqa: E402
+from qagent.errors import ConfigError  # noqa: E402
+from qagent.plugins.discovery import load_builtins  # noqa: E402
+
 TASKS: dict[str, dict[str, Any]] = {
     "sdp": {"env": "stochastic-decision-process", "hdqn": "sdp-hdqn", "flat": "sdp-dqn", "seeds": 10},
     "doorkey-5x5": {"env": "MiniGrid-DoorKey-5x5-v0", "hdqn": "doorkey-hdqn", "flat": "doorkey-dqn", "seeds": 3},
@@ -74,7 +78,7 @@ SUCCESS = 0.95
 def train(agent: str, seed: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
     """One training run through the CLI; returns its evaluations and episode returns."""
     task = TASKS[args.task]
-    preset = task["flat"] if agent in ("dqn", "sb3-dqn") else task["hdqn"]
+    preset = preset_of(args.task, agent)
     name = f"{agent}-{seed}"
     cmd = ["--config", preset, "--env", task["env"], "--seed", str(seed)]
     cmd += ["--runs-dir", str(root), "--run-name", name, "--no-track", "--no-progress"]
@@ -265,7 +269,7 @@ def minigrid_table(results: list[dict[str, Any]], args: argparse.Namespace) -> l
     for step in steps:
         cells = []
         for agent in agents:
-            values = [e[2] for r in results if r["agent"] == agent for e in r["evaluations"] if e[0] == step]
+            values = [e[2] for r in results if r["agent"] == agent for e in curve(r) if e[0] == step]
             cells.append(f"{statistics.mean(values):.0%}" if values else "")
         curve_rows.append(f"| {step:,} | " + " | ".join(cells) + " |")
     task_settings = set(TASKS[args.task].get("settings", []))
@@ -286,7 +290,11 @@ def minigrid_table(results: list[dict[str, Any]], args: argparse.Namespace) -> l
             "with the same one-hot grid observation, network, learning rate and epsilon schedule"
         )
     extra = {
-        agent: sorted({s for r in results if r["agent"] == agent for s in r.get("settings") or []} - task_settings)
+        agent: sorted(
+            s
+            for s in {s for r in results if r["agent"] == agent for s in r.get("settings") or []} - task_settings
+            if not preset_has(preset_of(args.task, agent), s)
+        )
         for agent in agents
     }
     if any(extra.values()):
@@ -320,6 +328,27 @@ def minigrid_table(results: list[dict[str, Any]], args: argparse.Namespace) -> l
         "",
         "</details>",
     ]
+
+
+def curve(run: dict[str, Any]) -> list[tuple]:
+    """A run's evaluations for its success curve: the final one only where no periodic one has its step."""
+    *periodic, final = run["evaluations"]
+    return periodic if any(e[0] == final[0] for e in periodic) else [*periodic, final]
+
+
+def preset_of(task: str, agent: str) -> str | None:
+    return TASKS[task]["flat"] if agent in ("dqn", "sb3-dqn") else TASKS[task]["hdqn"]
+
+
+def preset_has(preset: str | None, setting: str) -> bool:
+    """Whether ``setting`` (``key=value``) is already the preset's value: no need to name it in a table."""
+    if preset is None:
+        return False
+    load_builtins()  # the agents' config schemas
+    try:
+        return load_config(preset).flat() == load_config(preset, [setting]).flat()
+    except ConfigError:  # a setting the agent does not know (sb3-dqn's own keys)
+        return False
 
 
 def evaluation_interval(results: list[dict[str, Any]], agents: list[str]) -> str:
