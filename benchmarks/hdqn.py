@@ -72,7 +72,8 @@ MONTEZUMA_EVAL_EPISODES = 30
 KEY = 100  # Montezuma's first reward of the room: the key
 SDP_EPISODES = 12_000
 SDP_EVAL_EPISODES = 5_000
-SUCCESS = 0.95
+SUCCESS = 0.95  # DoorKey's target (issue 6)
+TARGET_SUCCESS = 0.9  # the other MiniGrid tasks' target (issue 14)
 
 
 def train(agent: str, seed: int, args: argparse.Namespace, root: Path) -> dict[str, Any]:
@@ -247,12 +248,18 @@ def sdp_table(results: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def first_at(run: dict[str, Any], threshold: float) -> int | None:
+    """The env step of a run's first periodic evaluation with at least ``threshold`` success."""
+    return next((e[0] for e in run["evaluations"][:-1] if (e[2] or 0) >= threshold), None)
+
+
 def minigrid_table(results: list[dict[str, Any]], args: argparse.Namespace) -> list[str]:
+    threshold = TARGET_SUCCESS if args.task in MINIGRID_TASKS else SUCCESS
     agents = list(dict.fromkeys(r["agent"] for r in results))
     rows = []
     for agent in agents:
         runs = sorted((r for r in results if r["agent"] == agent), key=lambda r: r["seed"])
-        reached = [r["reached_95"] for r in runs if r["reached_95"] is not None]
+        reached = [step for step in (first_at(r, threshold) for r in runs) if step is not None]
         first = (
             f"{statistics.median(reached):,.0f} ({len(reached)}/{len(runs)})" if reached else f"never (0/{len(runs)})"
         )
@@ -315,7 +322,8 @@ def minigrid_table(results: list[dict[str, Any]], args: argparse.Namespace) -> l
         "loop (`qagent train`), same env and settings, one env. Episode length: the final evaluation's mean "
         "(a stalled policy runs to the env's step limit).",
         "",
-        "| agent | env steps to 95% success (median, seeds) | final success (min–max) | final episode length "
+        f"| agent | env steps to {threshold:.0%} success (median, seeds) | final success (min–max) "
+        "| final episode length "
         "| env steps | train time (s) |",
         "|---|---:|---:|---:|---:|---:|",
         *rows,
