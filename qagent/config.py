@@ -246,9 +246,12 @@ class EvalConfig(Section):
         return {field: (name, value) for field, (name, value) in named.items() if value is not None}
 
     def target_met(self, record: dict[str, Any] | None) -> bool:
-        """Whether an evaluation record reaches every ``stop_at_*`` target set (never when none is)."""
+        """Whether an evaluation record reaches every ``stop_at_*`` target set (never when none is, nor for
+        a record that is not one: a checkpoint from elsewhere may hold anything)."""
         targets = self.targets()
-        return bool(record and targets) and all(record[field] >= value for field, (_, value) in targets.items())
+        if not (isinstance(record, dict) and targets):
+            return False
+        return all(isinstance(record.get(f), int | float) and record[f] >= value for f, (_, value) in targets.items())
 
     def describe_targets(self) -> str:
         return ", ".join(f"{name}={value:g}" for name, value in self.targets().values())

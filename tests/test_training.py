@@ -186,6 +186,9 @@ def test_an_evaluation_target_stops_training_and_a_resume_past_it_is_refused(wor
         progress=False,
     )
     assert unmet.step == 1000
+    config = tiny_config("eval.stop_at_success=0.5")
+    assert config.eval.target_met({"success_rate": 0.5}) and not config.eval.target_met({"success_rate": 0.4})
+    assert not config.eval.target_met(["not", "a", "record"]) and not config.eval.target_met({"success_rate": "1"})
     with pytest.raises(ConfigError, match="eval.every is null") as caught:
         tiny_config("eval.every=null", "eval.stop_at_return=100")
     assert "eval.every" in caught.value.hint
