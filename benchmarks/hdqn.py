@@ -120,9 +120,6 @@ def train(agent: str, seed: int, args: argparse.Namespace, root: Path) -> dict[s
         "train_last_1000": round(statistics.mean(returns[-1000:]), 4),
         "final_mean": round(evaluations[-1]["mean"], 4),
         "final_success": evaluations[-1].get("success_rate"),
-        "reached_95": next(
-            (e["step"] for e in evaluations if not e["final"] and e.get("success_rate", 0) >= SUCCESS), None
-        ),
         "evaluations": [
             (e["step"], round(e["mean"], 3), e.get("success_rate"), round(e.get("mean_length", 0), 1))
             for e in evaluations

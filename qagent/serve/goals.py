@@ -186,17 +186,19 @@ class GoalEncoding:
             depth, height, width = observation["shape"]
             self.shape = (depth + (n_goals if kind == "planes" else 1), height, width)
             self.dtype = np.dtype(observation["dtype"])
-            self._planes = np.zeros((n_goals, self.shape[0] - depth, height, width), dtype=self.dtype)
-            self._shows = np.zeros((n_goals, depth), dtype=bool)
-            for g, goal_channels in enumerate(self.channels or []):
-                self._shows[g, goal_channels] = True
-            on = 255 if self.dtype == np.uint8 else 1
-            for g in range(n_goals):
-                if kind == "planes":
-                    self._planes[g, g] = on
-                elif kind == "mask":
-                    row0, row1, col0, col1 = self.masks[g]
-                    self._planes[g, 0, row0:row1, col0:col1] = on
+            if kind == "observed-mask":  # the plane is read from the observation itself
+                self._shows = np.zeros((n_goals, depth), dtype=bool)
+                for g, goal_channels in enumerate(self.channels):
+                    self._shows[g, goal_channels] = True
+            else:  # one fixed plane (or set of planes) per goal
+                self._planes = np.zeros((n_goals, self.shape[0] - depth, height, width), dtype=self.dtype)
+                on = 255 if self.dtype == np.uint8 else 1
+                for g in range(n_goals):
+                    if kind == "planes":
+                        self._planes[g, g] = on
+                    else:
+                        row0, row1, col0, col1 = self.masks[g]
+                        self._planes[g, 0, row0:row1, col0:col1] = on
 
     @classmethod
     def from_description(
