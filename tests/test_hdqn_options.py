@@ -374,3 +374,49 @@ def test_controller_memory_builds_observed_masks_from_the_stored_grids(workdir):
     assert len(encoded) == len(slots) == 300 and batch.obs.shape[1:] == (16, 11, 6)
     assert all(np.array_equal(batch.obs[k].numpy(), x) for k, x in enumerate(encoded))
     assert batch.obs[:, -1].amax() == 255  # the goals' objects are marked
+
+
+def test_goal_balanced_sampling_draws_each_goal_about_equally_and_builds_its_inputs():
+    """D1 with goal 0 in 90% of its transitions: uniform batches are 90% goal 0, goal-balanced
+    ones about a third each; every row's input still carries its own transition's goal."""
+    from qagent.agents.hdqn.memory import GoalReplay
+    from qagent.envs.spaces import describe_observation_space
+    from qagent.serve.goals import GoalEncoding
+
+    space = gym.spaces.Box(0, 100, (1,), np.float32)
+    encoding = GoalEncoding("vector", describe_observation_space(space), 3)
+    goals = np.array([1] * 50 + [2] * 50 + [0] * 900)
+    np.random.default_rng(0).shuffle(goals)
+    memories = {}
+    for balance in (False, True):
+        memory = GoalReplay(ReplayBuffer(2000, space, 0.99, seed=1), encoding, balance_goals=balance)
+        for t, goal in enumerate(goals):
+            obs = np.array([[t % 100]], dtype=np.float32)
+            memory.add(obs, np.array([0]), np.array([0.0]), obs + 1, np.array([False]), np.array([False]), goals=[goal])
+        memories[balance] = memory
+    for balance, expected in ((False, [0.9, 0.05, 0.05]), (True, [1 / 3, 1 / 3, 1 / 3])):
+        memory = memories[balance]
+        batches = list(memory.sample_many(20, 256))
+        drawn = np.concatenate([memory.goal[b.indices] for b in batches])
+        assert np.allclose(np.bincount(drawn, minlength=3) / len(drawn), expected, atol=0.03), balance
+        for batch in batches[:3]:
+            codes = batch.obs[:, 1:].numpy()  # the one-hot goal after the observation
+            assert np.array_equal(codes.argmax(axis=1), memory.goal[batch.indices])
+            assert np.array_equal(batch.next_obs[:, 1:].numpy(), codes)
+    with pytest.raises(ValueError, match="uniform replay"):
+        GoalReplay(object(), encoding, balance_goals=True)
+
+
+def test_goal_balanced_sampling_and_prioritized_replay_is_a_config_error():
+    from qagent.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="goal-balanced"):
+        resolve_config(
+            {},
+            [
+                "agent.name=hdqn",
+                "env.id=stochastic-decision-process",
+                "agent.controller_sampling=goal-balanced",
+                "replay.prioritized=true",
+            ],
+        )
