@@ -7,6 +7,7 @@ hint and exit with status 2, never a traceback.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
@@ -31,7 +32,8 @@ def _echo_error(message: str, hint: str | None = None) -> None:
 def _show_warning(
     message: Any, category: type[Warning], filename: str, lineno: int, file: Any = None, line: Any = None
 ) -> None:
-    click.secho(f"warning: {message}", fg="yellow", err=True)
+    with contextlib.suppress(OSError):  # stderr's reader went away: a warning must not end a run (as the stdlib's)
+        click.secho(f"warning: {message}", fg="yellow", err=True)
 
 
 def handle_errors(command: Callable[..., Any]) -> Callable[..., Any]:

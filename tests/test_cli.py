@@ -114,3 +114,23 @@ def test_user_errors_are_one_line_and_exit_2(finished_run, args, message):
     assert len(error_lines) == 1 and message in error_lines[0], result.stderr
     runs = sorted(p.name for p in (finished_run / "runs").iterdir())
     assert runs == ["done"]  # a failed start leaves no empty run directory behind
+
+
+def test_a_warning_to_a_closed_stderr_is_dropped_not_raised(monkeypatch):
+    """A warning mid-run (an actor restarted, a dropped CSV line) must not end the run when stderr's reader is gone."""
+    import warnings
+
+    from qagent.cli import _show_warning
+
+    class ClosedPipe:
+        def write(self, text):
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stderr", ClosedPipe())
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.showwarning = _show_warning
+        warnings.warn("actor 1 died; starting it again", UserWarning, stacklevel=1)  # returns, no BrokenPipeError

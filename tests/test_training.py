@@ -132,6 +132,26 @@ def test_sigint_stops_cleanly_with_a_checkpoint_and_the_run_resumes(workdir):
     assert resumed.step >= step + 200 and not resumed.interrupted
 
 
+def test_a_run_whose_console_goes_away_trains_on_to_the_end(workdir):
+    """Its reader gone (a killed ``tee``, a closed pipe), the console is dropped, not the run: it
+    used to fail at its first log line (rich exits on a broken pipe), with no checkpoint at all."""
+    code = (
+        "from qagent.cli import main; main(['train', '--no-track', '--no-progress', '--run-name', 'piped', "
+        "'--set', 'train.total_steps=1500', '--set', 'eval.every=500', '--set', 'eval.episodes=2', "
+        "'--set', 'eval.final_episodes=2', '--set', 'agent.learning_starts=100', '--set', 'network.hidden_sizes=[16]'])"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # the reader goes away before the run writes a line
+    proc.stderr.close()
+    proc.wait(timeout=300)
+    run = RunDir(workdir / "runs" / "piped")
+    meta = json.loads(run.meta_path.read_text())
+    assert meta["status"] == "finished" and meta["step"] == 1500, meta
+    assert [step for step, _ in run.checkpoints()] == [1500]
+    evaluations = (run.root / "evaluations.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in evaluations] == [500, 1000, 1500, 1500]
+
+
 def test_vectorized_envs_count_env_steps(workdir):
     result = start_training(
         tiny_config("env.num_envs=4", "train.total_steps=1002", "train.checkpoint_every=null"),

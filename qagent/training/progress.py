@@ -6,7 +6,9 @@ messages are printed (for logs and CI).
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
 from types import TracebackType
 
@@ -18,11 +20,28 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, spec)
 
 
+class LogConsole(Console):
+    """A console that may lose its reader (a closed pipe, a killed ``tee``) without ending the run.
+
+    Rich's default exits the program on a broken pipe, and a run would end FAILED at its next log
+    line, losing the steps since its last checkpoint. This one goes quiet instead, and points the
+    stream at /dev/null so Python's own writes to it (and its flush at exit) do not fail either;
+    the run's files (``episodes.csv``, ``evaluations.jsonl``, ``run.json``) still record everything.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # no file descriptor: quiet is enough
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.file.fileno())
+            os.close(devnull)
+
+
 class TrainingProgress:
     """Context manager around a rich :class:`Progress` for one training run."""
 
     def __init__(self, total: int, start: int = 0, enabled: bool = True, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or LogConsole(stderr=True)
         self.enabled = enabled
         self._last_draw = 0.0
         self._progress = Progress(
