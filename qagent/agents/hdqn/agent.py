@@ -130,8 +130,7 @@ class HDQNAgent(Agent):
         c, n = self.config, envs.num_envs
         frames = make_replay(config.replay, self.observation_space, c.controller.gamma, n, seed, frame_stack_of(envs))
         d2 = make_replay(c.meta_replay, self.observation_space, c.meta.gamma, n, seed + 7, section="agent.meta_replay")
-        balance = c.controller_sampling == "goal-balanced"
-        return HierarchicalMemory(GoalReplay(frames, self.encoding, balance_goals=balance), d2)
+        return HierarchicalMemory(GoalReplay(frames, self.encoding), d2)
 
     def actor(
         self,

@@ -70,9 +70,6 @@ class HDQNConfig(AgentConfig):
     """``anneal``: one schedule (``controller_annealing``); ``success-rate``: per goal, 1 - its recent success rate."""
     controller_annealing: Annealing = Annealing()
     """The controller's epsilon (epsilon_1) when ``controller_epsilon`` is ``anneal``."""
-    controller_sampling: Literal["uniform", "goal-balanced"] = "uniform"
-    """How the controller's batches are drawn from D1: ``uniform`` over transitions, or ``goal-balanced``
-    (each goal in memory about equally often), so skills the meta-controller seldom asks for are not forgotten."""
     success_window: PositiveInt = 100
     """Recent attempts per goal behind its success rate (logged, and epsilon_1 with ``success-rate``)."""
     success_epsilon_min: Probability = 0.1
@@ -97,11 +94,6 @@ class HDQNConfig(AgentConfig):
                     f"agent.{key}.name must be 'dqn': each level is a DQN learner, configured by its options",
                     hint=f"set agent.{key}.double / dueling / noisy; PER and n-step live in the replay configs",
                 )
-        if self.controller_sampling == "goal-balanced" and run.replay.prioritized:
-            raise ConfigError(
-                "agent.controller_sampling=goal-balanced draws D1's batches itself; it cannot be prioritized too",
-                hint="set replay.prioritized=false, or agent.controller_sampling=uniform",
-            )
         total = run.train.total_steps
         self.controller.check_learner(run.replay.capacity, total, "agent.controller", "replay")
         self.meta.check_learner(self.meta_replay.capacity, total, "agent.meta", "agent.meta_replay")

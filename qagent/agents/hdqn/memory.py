@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from qagent.agents.replay import Replay
-from qagent.agents.replay.buffer import Batch, ReplayBuffer
+from qagent.agents.replay.buffer import Batch
 from qagent.errors import CheckpointError
 from qagent.serve.goals import GoalEncoding
 
@@ -23,25 +23,13 @@ class GoalReplay:
     game ends its transition (terminal or truncated for the controller) but not the stream
     (``continues``), so the next option's frame stacks reach back as the controller saw them.
 
-    With ``balance_goals``, batches draw about as many transitions of each goal as of any other
-    (of the goals in memory), so a skill the meta-controller rarely asks for is not drowned out by
-    the ones it asks for all the time: candidates are drawn uniformly, then resampled in inverse
-    proportion to their goal's share of the candidates.
-
-    :param replay: the memory of raw observations (uniform or prioritized, n-step or not; uniform
-        with ``balance_goals``).
+    :param replay: the memory of raw observations (uniform or prioritized, n-step or not).
     :param encoding: how the controller sees an observation with its goal.
-    :param balance_goals: sample goals evenly instead of transitions uniformly.
     """
 
-    CANDIDATES_PER_ROW = 4  # uniform candidates drawn per sampled row when goals are balanced
-
-    def __init__(self, replay: Replay, encoding: GoalEncoding, balance_goals: bool = False) -> None:
-        if balance_goals and not isinstance(replay, ReplayBuffer):
-            raise ValueError("goal-balanced sampling needs a uniform replay memory")
+    def __init__(self, replay: Replay, encoding: GoalEncoding) -> None:
         self.replay = replay
         self.encoding = encoding
-        self.balance_goals = balance_goals
         self.storage = getattr(replay, "storage", replay)
         self.goal = np.zeros(self.storage.capacity, dtype=np.int16)  # the goal of the transition at each slot
 
@@ -86,23 +74,8 @@ class GoalReplay:
         return batch
 
     def sample_many(self, count: int, batch_size: int, progress: float = 0.0) -> Iterator[Batch]:
-        if not self.balance_goals:
-            for batch in self.replay.sample_many(count, batch_size, progress):
-                yield self.encode(batch)
-            return
-        if count <= 0:
-            return
-        whole = self.encode(self.replay.get(self.balanced_indices(count * batch_size)))
-        for i in range(count):
-            yield whole.slice(i * batch_size, (i + 1) * batch_size)
-
-    def balanced_indices(self, count: int) -> np.ndarray:
-        """``count`` slots, each goal in memory about equally often (its transitions uniformly)."""
-        candidates = self.replay.sample_indices(count * self.CANDIDATES_PER_ROW)
-        goals = self.goal[candidates]
-        weights = 1.0 / np.bincount(goals)[goals]
-        rng = self.replay.rng  # the buffer's generator, saved with it, so a resumed run samples the same
-        return rng.choice(candidates, size=count, p=weights / weights.sum())
+        for batch in self.replay.sample_many(count, batch_size, progress):
+            yield self.encode(batch)
 
     def update_priorities(self, indices: np.ndarray, priorities: torch.Tensor | np.ndarray) -> None:
         self.replay.update_priorities(indices, priorities)
