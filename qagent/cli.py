@@ -451,10 +451,9 @@ def _print_sweep_result(result: Any) -> None:
 @click.option("--episodes", "-n", default=10, show_default=True, type=click.IntRange(min=1), help="Episodes to play.")
 @click.option(
     "--epsilon",
-    default=0.0,
-    show_default=True,
     type=click.FloatRange(0, 1),
-    help="Random-action probability (and random-goal, for h-DQN); 0.05 is the standard Atari protocol.",
+    help="Random-action probability (and random-goal, for h-DQN); 0.05 is the standard Atari protocol, 0 greedy. "
+    "[default: the run's eval.epsilon, as its own evaluations used (0.05 in the Atari presets)]",
 )
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(min=0), help="Episode j starts from seed+j.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="JSON results [default: RUN_DIR/eval.json].")
@@ -470,7 +469,7 @@ def _print_sweep_result(result: Any) -> None:
 def evaluate(
     target: str,
     episodes: int,
-    epsilon: float,
+    epsilon: float | None,
     seed: int,
     output: str | None,
     video: str | None,

@@ -137,6 +137,7 @@ def policy_metadata(config: RunConfig, checkpoint: dict[str, Any], env: gym.Env)
             "updates": int(checkpoint["agent"].get("updates", 0)),
         },
         "evaluation": None if not evaluation else {k: evaluation[k] for k in ("step", "mean", "std", "episodes")},
+        "eval": {"epsilon": config.eval.epsilon},  # the run's protocol: `qagent eval FILE` uses it by default
         "config_hash": config.hash(),
         "plugins": list(checkpoint.get("plugins", [])),
         "exported_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -174,3 +174,22 @@ def test_real_observations_cross_episode_boundaries():
     env = gym.make("CartPole-v1")
     obs = real_observations(env, 300)
     assert obs.shape == (300, 4) and obs.dtype == np.float32
+
+
+def test_eval_defaults_to_the_runs_own_protocol_for_checkpoint_and_onnx_file(tmp_path):
+    """Without --epsilon, `qagent eval` uses the run's eval.epsilon (the Atari presets' standard protocol), so its
+    figures compare with the run's own evaluations, and an exported file carries that protocol with it."""
+    trained = run_qagent(
+        "train", *TINY, "--total-steps", "600", "--no-track", "--run-name", "p", "--set", "eval.epsilon=0.3",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert trained.returncode == 0, trained.stderr
+    assert run_qagent("export", "runs/p", "-o", "p.onnx", cwd=tmp_path).returncode == 0
+    for target, output in (("runs/p", "runs/p/eval.json"), ("p.onnx", "p.eval.json")):
+        recorded = run_qagent("eval", target, "-n", "4", cwd=tmp_path)
+        assert recorded.returncode == 0, recorded.stderr
+        assert "protocol: ε=0.3" in recorded.stdout
+        assert json.loads((tmp_path / output).read_text())["epsilon"] == 0.3
+        greedy = run_qagent("eval", target, "-n", "4", "--epsilon", "0", cwd=tmp_path)
+        assert "protocol: greedy (ε=0)" in greedy.stdout
+        assert json.loads((tmp_path / output).read_text())["epsilon"] == 0.0

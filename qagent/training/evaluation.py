@@ -147,7 +147,7 @@ def evaluate_checkpoint(
     target: str,
     episodes: int,
     seed: int,
-    epsilon: float = 0.0,
+    epsilon: float | None = None,
     checkpoint: dict[str, Any] | None = None,
     video: str | Path | None = None,
     video_episodes: int = 1,
@@ -156,6 +156,9 @@ def evaluate_checkpoint(
 
     The checkpoint carries its resolved config, so the env and network are rebuilt exactly.
 
+    :param epsilon: random actions (and goals); None uses the run's ``eval.epsilon``, so the
+        result compares with the run's own evaluations (the standard protocol for Atari presets).
+
     :param checkpoint: the checkpoint ``target`` resolves to, if the caller loaded it already.
     :param video: also record the first ``video_episodes`` episodes to this .gif or .mp4 file.
     """
@@ -163,6 +166,8 @@ def evaluate_checkpoint(
 
     loaded = load_agent(target, checkpoint)
     with loaded.agent.policy.evaluation_mode() as policy:
+        if epsilon is None:
+            epsilon = loaded.config.eval.epsilon
         result = _evaluate(policy.evaluator, loaded.config.env, episodes, seed, epsilon, video, video_episodes)
     result.extra.update(
         {
@@ -205,20 +210,23 @@ def evaluate_policy_file(
     path: str | Path,
     episodes: int,
     seed: int,
-    epsilon: float = 0.0,
+    epsilon: float | None = None,
     video: str | Path | None = None,
     video_episodes: int = 1,
 ) -> EvalResult:
     """Evaluate an exported ONNX policy through :mod:`qagent.serve` (no torch in the loop).
 
     The env is rebuilt from the file's metadata, so the same seeds give the same episodes as
-    :func:`evaluate_checkpoint` on the checkpoint it came from.
+    :func:`evaluate_checkpoint` on the checkpoint it came from; so does the default ``epsilon``
+    (the run's ``eval.epsilon``, recorded in the file; 0 for files exported before it was).
     """
     from qagent.serve import Policy
 
     policy = Policy.load(path)
     meta = policy.metadata
     env_config = EnvConfig(**meta["env"])
+    if epsilon is None:
+        epsilon = float(meta.get("eval", {}).get("epsilon", 0.0))
     if "hierarchy" in meta:
         goal_input = exported_goal_space(meta["hierarchy"]["goal_space"], env_config).goal_input
         make_actor: Callable[[], EvalActor] = lambda: SessionActor(policy, goal_input)  # noqa: E731
