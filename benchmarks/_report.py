@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -72,7 +73,7 @@ def command_line() -> str:
         args[0] = rel
     except ValueError:
         pass
-    return "python " + " ".join(args)
+    return "python " + shlex.join(args)
 
 
 class StoppedError(Exception):

@@ -83,11 +83,17 @@ def main() -> None:
     parser.add_argument("--capacity", type=int, default=100_000)
     parser.add_argument("--device", default="auto", help="the learner's device in every row")
     parser.add_argument("--amp", action="store_true", help="train.amp=true (bfloat16 autocast)")
-    parser.add_argument("--actors", help="comma-separated actor counts (default: 1, 2, 4, ... up to the cores)")
+    parser.add_argument(
+        "--actors",
+        help="comma-separated actor counts (default: 1, 2, 4, ... up to the cores); '' for the single process alone "
+        "(a machine without Ray)",
+    )
     parser.add_argument("--output", help="also write the JSON here (for a run on another machine)")
     parser.add_argument("--no-write", action="store_true", help="do not touch docs/")
     args = parser.parse_args()
-    counts = [int(n) for n in args.actors.split(",")] if args.actors else default_actor_counts()
+    counts = (
+        [int(n) for n in args.actors.split(",") if n.strip()] if args.actors is not None else default_actor_counts()
+    )
     device = str(torch.device("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     info = machine()
     if device.startswith("cuda"):
@@ -112,9 +118,10 @@ def main() -> None:
         "|---|---:|---:|---:|---:|",
         *rows,
         "",
-        "The replay ratio is held at the preset's 0.25 updates per env step, so the learner's speed bounds every "
-        "row: actors help by taking acting off the learner's cores. On a machine with few cores, the actors and "
-        "the learner share them, and more actors than cores only add contention.",
+        "The replay ratio is held at the preset's 0.25 updates per env step. The single process acts and learns in "
+        "turn, so both costs bound it; actors take acting off the learner, whose speed then bounds the row. On a "
+        "machine with few cores, the actors and the learner share them, and more actors than cores only add "
+        "contention.",
     ]
     payload = {"results": results, "device": device, "machine": info, "args": vars(args)}
     if args.output:
