@@ -90,9 +90,10 @@ def test_batches_move_to_the_learners_device():
     assert moved.indices is batch.indices
 
 
-def test_mixed_precision_trains_with_finite_losses(workdir):
-    config = load_config("cartpole-dqn", ["train.device=cpu", "train.amp=true", *TINY])
-    result = start_training(config, run_name="amp", progress=False)
+@pytest.mark.parametrize("agent", ["dqn", "c51", "qr-dqn", "rainbow"])
+def test_mixed_precision_trains_with_finite_losses(workdir, agent):
+    config = load_config("cartpole-dqn", ["train.device=cpu", "train.amp=true", f"agent.name={agent}", *TINY])
+    result = start_training(config, run_name=f"amp-{agent}", progress=False)
     loaded = load_agent(result.run_dir)
     assert loaded.agent.updates > 0
     assert all(torch.isfinite(p).all() for p in loaded.agent.q_net.parameters())

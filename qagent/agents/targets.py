@@ -43,8 +43,10 @@ def categorical_projection(
 
     Bellemare et al. 2017, Algorithm 1: each atom ``z_j`` moves to ``Tz_j = r + discount z_j``,
     clipped to ``[v_min, v_max]``, and its probability is split between the two nearest atoms
-    in proportion to closeness. With ``discount = 0`` (terminal) all mass lands on ``r``.
+    in proportion to closeness. With ``discount = 0`` (terminal) all mass lands on ``r``. It runs
+    in float32 whatever precision the network gave (bfloat16 under ``train.amp``).
     """
+    next_probs_BN = next_probs_BN.float()
     v_min, v_max = float(support_N[0]), float(support_N[-1])
     delta = (v_max - v_min) / (len(support_N) - 1)
     moved_BN = (reward_B[:, None] + discount_B[:, None] * support_N[None, :]).clamp(v_min, v_max)
