@@ -158,7 +158,6 @@ def evaluate_checkpoint(
 
     :param epsilon: random actions (and goals); None uses the run's ``eval.epsilon``, so the
         result compares with the run's own evaluations (the standard protocol for Atari presets).
-
     :param checkpoint: the checkpoint ``target`` resolves to, if the caller loaded it already.
     :param video: also record the first ``video_episodes`` episodes to this .gif or .mp4 file.
     """
